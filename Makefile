@@ -1,0 +1,39 @@
+# hbkit: `make replicate` runs the notebooks end to end; `make test` runs the tests and validates notebooks.
+# Both create the virtual environment (.venv) and install hbkit into it when missing or stale.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.hbkit-installed
+PROFILE ?= demo
+OUTPUT_DIR ?= runs
+
+.PHONY: env replicate test unit-test notebook-test bench clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "hbkit needs Python 3.10+; run make PYTHON=python3.11 ..."'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $(STAMP)
+
+replicate: $(STAMP)
+	$(PY) -m hbkit.replicate --profile $(PROFILE) --output-dir $(OUTPUT_DIR)
+
+test: unit-test notebook-test
+
+unit-test: $(STAMP)
+	HBKIT_PROGRESS=0 $(PY) -m pytest tests -q -rs; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# Executes the notebooks on the tiny `test` profile with papermill, then re-runs the executed
+# notebooks under nbval (cells marked NBVAL_CHECK_OUTPUT must reproduce their outputs).
+notebook-test: $(STAMP)
+	HBKIT_PROGRESS=0 $(PY) -m hbkit.replicate --profile test --output-dir $(OUTPUT_DIR) --fresh
+	HBKIT_PROGRESS=0 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(OUTPUT_DIR)/test/notebooks
+
+bench: $(STAMP)
+	$(PY) bench/bench_eval.py
+	$(PY) bench/bench_train.py
+
+clean:
+	rm -rf $(OUTPUT_DIR)/test

@@ -1,0 +1,201 @@
+"""A shared bi-encoder over any Hugging Face encoder (PROTOCOL §1.1).
+
+Queries and passages go through the same transformer with E5-style prefixes;
+the pooled vector is L2-normalised so the dot product is the cosine similarity.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError, DataError, UnknownModelError
+from .progress import progress
+
+#: Preset name -> (hub id, pooling). Any other hub id or local directory works too.
+MODEL_PRESETS: dict[str, tuple[str, str]] = {
+    "xlm-roberta-base": ("FacebookAI/xlm-roberta-base", "mean"),
+    "xlm-roberta-large": ("FacebookAI/xlm-roberta-large", "mean"),
+    "labse": ("sentence-transformers/LaBSE", "pooler"),
+}
+POOLINGS = ("mean", "cls", "pooler")
+ENCODER_CONFIG_FILE = "hbkit_encoder.json"
+
+
+@dataclass
+class EncoderConfig:
+    """How texts become vectors.
+
+    ``model`` is a preset name (see MODEL_PRESETS), a hub id or a local directory.
+    ``pooling``: "mean" (XLM-R), "cls", or "pooler" ([CLS] then the model's dense+tanh
+    pooler, LaBSE style); "auto" picks the preset's pooling, else "mean".
+    """
+
+    model: str = "xlm-roberta-base"
+    pooling: str = "auto"
+    query_prefix: str = "Query: "
+    passage_prefix: str = "Passage: "
+    max_query_length: int = 64
+    max_passage_length: int = 256
+
+    def resolved(self) -> "EncoderConfig":
+        path, pooling = resolve_model(self.model)
+        if self.pooling != "auto":
+            pooling = self.pooling
+        if pooling not in POOLINGS:
+            raise ConfigError(f"Unknown pooling {self.pooling!r}. Use one of: auto, {', '.join(POOLINGS)}.")
+        for name in ("max_query_length", "max_passage_length"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 4:
+                raise ConfigError(f"{name} must be an integer >= 4, got {getattr(self, name)!r}.")
+        return EncoderConfig(path, pooling, self.query_prefix, self.passage_prefix,
+                             self.max_query_length, self.max_passage_length)
+
+
+def resolve_model(name: str) -> tuple[str, str]:
+    """Map a preset name, local dir or hub id to ``(path_or_id, default pooling)``."""
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownModelError(f"Model name must be a non-empty string, got {name!r}.")
+    if name in MODEL_PRESETS:
+        return MODEL_PRESETS[name]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        spec = path / ENCODER_CONFIG_FILE
+        pooling = "mean"
+        if spec.exists():
+            pooling = json.loads(spec.read_text()).get("pooling", "mean")
+        return str(path), pooling
+    if name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1:
+        raise UnknownModelError(
+            f"Model directory {name!r} does not exist. Check the path, or use a preset "
+            f"({', '.join(MODEL_PRESETS)}) or a hub id such as 'FacebookAI/xlm-roberta-base'."
+        )
+    return name, "mean"
+
+
+def _load_pretrained(path: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModel.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise UnknownModelError(
+            f"Could not load model {path!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+            f"It is not a known preset ({', '.join(MODEL_PRESETS)}) nor a readable local directory, and the hub "
+            "could not provide it (offline? misspelt id?). Download the model once with internet and pass its local "
+            "directory, e.g. model='/path/to/xlm-roberta-base'."
+        ) from exc
+    return tokenizer, model
+
+
+class BiEncoder(nn.Module):
+    """One transformer shared by queries and passages; returns L2-normalised vectors (n, hidden)."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config.resolved()
+        self.tokenizer, self.model = _load_pretrained(self.config.model)
+        if self.config.pooling == "pooler" and getattr(self.model, "pooler", None) is None:
+            raise ConfigError(
+                f"pooling='pooler' needs a model with a pooler layer, but {self.config.model!r} has none. "
+                "Use pooling='cls' or 'mean'."
+            )
+
+    @classmethod
+    def from_pretrained(cls, model: str, **kw) -> "BiEncoder":
+        return cls(EncoderConfig(model=model, **kw))
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def tokenize(self, texts: Sequence[str], kind: str, contexts: Sequence[str] | None = None) -> dict:
+        """Prefix and tokenize; ``kind`` is "query" or "passage"."""
+        if kind not in ("query", "passage"):
+            raise ConfigError(f"kind must be 'query' or 'passage', got {kind!r}.")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise DataError(f"Empty {kind} text at position {i}: every text must contain characters. "
+                                "Remove empty rows from the data.")
+        prefix = self.config.query_prefix if kind == "query" else self.config.passage_prefix
+        max_len = self.config.max_query_length if kind == "query" else self.config.max_passage_length
+        texts = [prefix + t for t in texts]
+        if contexts is not None:
+            return self.tokenizer(texts, list(contexts), padding=True, truncation="only_second",
+                                  max_length=max_len, return_tensors="pt")
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+
+    def pool(self, outputs, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = outputs.last_hidden_state  # (n, seq, hidden)
+        if self.config.pooling == "mean":
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        return self.model.pooler(hidden)  # dense + tanh over [CLS]
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """Embed a tokenized batch: (n, hidden) L2-normalised."""
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        outputs = self.model(**batch)
+        return F.normalize(self.pool(outputs, batch["attention_mask"]).float(), dim=-1)
+
+    def embed(self, texts: Sequence[str], kind: str, contexts: Sequence[str] | None = None) -> torch.Tensor:
+        """Embed texts with gradients (training): (n, hidden)."""
+        return self(self.tokenize(texts, kind, contexts))
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int = 64,
+               show_progress: bool | None = None, contexts: Sequence[str] | None = None) -> torch.Tensor:
+        """Embed texts for evaluation (no gradients, eval mode): float32 CPU tensor (n, hidden).
+
+        Texts are sorted by length for less padding; the output is in input order.
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
+        was_training = self.training
+        self.eval()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), self.dim)
+        try:
+            for start in progress(range(0, len(texts), batch_size), show=show_progress,
+                                  desc=f"encode {kind}s", leave=False):
+                idx = order[start:start + batch_size]
+                ctx = [contexts[i] for i in idx] if contexts is not None else None
+                out[idx] = self.embed([texts[i] for i in idx], kind, ctx).cpu()
+        finally:
+            self.train(was_training)
+        return out
+
+    def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
+        """Save model, tokenizer and the encoder config (pooling, prefixes, lengths)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out_dir)
+        self.tokenizer.save_pretrained(out_dir)
+        spec = asdict(self.config)
+        spec["source_model"] = spec.pop("model")
+        (out_dir / ENCODER_CONFIG_FILE).write_text(json.dumps(spec, indent=2))
+        return out_dir
+
+
+def load_encoder(path: str | os.PathLike) -> BiEncoder:
+    """Load a BiEncoder saved by :meth:`BiEncoder.save_pretrained` (pooling and prefixes restored)."""
+    path = Path(path)
+    spec_file = path / ENCODER_CONFIG_FILE
+    if not spec_file.exists():
+        raise UnknownModelError(f"{path} holds no saved hbkit encoder ({ENCODER_CONFIG_FILE} missing). "
+                                "Point at a run's model/ directory, or train the run first.")
+    spec = json.loads(spec_file.read_text())
+    spec.pop("source_model", None)
+    return BiEncoder(EncoderConfig(model=str(path), **spec))

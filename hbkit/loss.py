@@ -1,0 +1,63 @@
+"""Contrastive InfoNCE loss with in-batch and hard negatives (PROTOCOL §1.1)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .distributed import gather_with_grad, rank
+from .errors import ConfigError
+
+DENOMINATORS = ("batch", "paper")
+
+
+class InfoNCELoss(nn.Module):
+    """InfoNCE over a batch of (query, positive, hard negative) embeddings.
+
+    Candidates for query i (all embeddings L2-normalised, scores = cosine / temperature):
+      - ``denominator="batch"`` (default, DPR/E5 form): every positive and every hard
+        negative of the global batch; the target is its own positive.
+      - ``denominator="paper"`` (the paper's printed form): its own positive plus
+        the hard negatives of the whole batch (other queries' positives excluded).
+
+    The temperature is fixed (default 0.05) or learnable (stored as log 1/τ).
+    With several processes, positives and negatives are all-gathered with gradients
+    so negatives span the global batch; the returned loss is the mean over this
+    process's queries.
+    """
+
+    def __init__(self, temperature: float = 0.05, learnable: bool = False, denominator: str = "batch") -> None:
+        super().__init__()
+        if not isinstance(temperature, (int, float)) or not 0 < temperature <= 10:
+            raise ConfigError(f"temperature must be in (0, 10], got {temperature!r} (the paper-style default is 0.05).")
+        if denominator not in DENOMINATORS:
+            raise ConfigError(f"denominator must be one of {DENOMINATORS}, got {denominator!r}.")
+        self.denominator = denominator
+        log_scale = torch.tensor(math.log(1.0 / temperature))
+        if learnable:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    @property
+    def temperature(self) -> float:
+        return float(torch.exp(-self.log_scale.detach()))
+
+    def forward(self, q: torch.Tensor, p: torch.Tensor, n: torch.Tensor | None = None) -> torch.Tensor:
+        """q, p: (b, d); n: (b, d) or None. Returns the scalar mean loss over the b local queries."""
+        if self.denominator == "paper" and n is None:
+            raise ConfigError("denominator='paper' needs hard negatives; use denominator='batch' without them.")
+        b = q.shape[0]
+        p_all = gather_with_grad(p)
+        offset = rank() * b if p_all.shape[0] != b else 0
+        targets = torch.arange(b, device=q.device) + offset
+        cands = p_all if n is None else torch.cat([p_all, gather_with_grad(n)], 0)
+        logits = q @ cands.T * self.log_scale.exp()
+        if self.denominator == "paper":
+            mask = torch.zeros_like(logits, dtype=torch.bool)
+            mask[:, : p_all.shape[0]] = True
+            mask[torch.arange(b), targets] = False
+            logits = logits.masked_fill(mask, float("-inf"))
+        return F.cross_entropy(logits, targets)

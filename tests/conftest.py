@@ -1,0 +1,30 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """The real offline data folder: $HBKIT_SHARED_DATA or ../shared/data next to the repo."""
+    env = os.environ.get("HBKIT_SHARED_DATA")
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("real data folder not found: set HBKIT_SHARED_DATA or place shared/data next to the repo")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _quiet_progress(monkeypatch):
+    """Progress bars are off under test."""
+    monkeypatch.setenv("HBKIT_PROGRESS", "0")
