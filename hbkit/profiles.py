@@ -1,0 +1,45 @@
+"""Named experiment profiles for ``make replicate PROFILE=...`` (flat literals).
+
+- ``demo``: the embedded toy world and a tiny XLM-R-shaped model, CPU, minutes. A TOY:
+  its numbers show the mechanics and whether the pattern can appear, not the paper's results.
+- ``test``: the same pipeline, minimal sizes, used by ``make test`` to execute and validate notebooks.
+"""
+from __future__ import annotations
+
+from copy import deepcopy
+
+from .errors import ConfigError
+
+PROFILES: dict[str, dict] = {
+    "demo": {
+        "description": "Embedded toy world, tiny XLM-R-shaped model pre-trained with masked LM, CPU.",
+        "models": ["tiny-xlmr"],
+        "strategies": ["X-X", "X-Y", "hybrid"],
+        "seeds": [0, 1],
+        "world": {"seed": 0, "n_train_entities": 400, "n_val_entities": 60, "n_test_entities": 80},
+        "tiny_model": {"vocab_size": 2000, "hidden_size": 64, "num_layers": 2, "num_heads": 2,
+                       "intermediate_size": 128, "mlm_steps": 300},
+        "train": {"alpha": 0.5, "batch_size": 32, "max_steps": 400, "lr": 3e-4, "temperature": 0.05,
+                  "val_every": 50, "val_batches": 8, "patience": 0, "checkpoint_every": 50,
+                  "warmup_ratio": 0.1, "max_query_length": 48, "max_passage_length": 64},
+    },
+    "test": {
+        "description": "Minimal sizes of the demo pipeline, for notebook tests.",
+        "models": ["tiny-xlmr"],
+        "strategies": ["X-X", "X-Y", "hybrid"],
+        "seeds": [0, 1],
+        "world": {"seed": 0, "n_train_entities": 40, "n_val_entities": 10, "n_test_entities": 12},
+        "tiny_model": {"vocab_size": 600, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                       "intermediate_size": 64, "mlm_steps": 10},
+        "train": {"alpha": 0.5, "batch_size": 16, "max_steps": 12, "lr": 3e-4, "temperature": 0.05,
+                  "val_every": 6, "val_batches": 2, "patience": 0, "checkpoint_every": 6,
+                  "warmup_ratio": 0.1, "max_query_length": 48, "max_passage_length": 64},
+    },
+}
+
+
+def get_profile(name: str) -> dict:
+    """A deep copy of profile ``name``; unknown names raise ConfigError listing the choices."""
+    if name not in PROFILES:
+        raise ConfigError(f"Unknown profile {name!r}. Choose one of: {', '.join(PROFILES)}.")
+    return deepcopy(PROFILES[name])
