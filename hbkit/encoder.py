@@ -80,7 +80,9 @@ def resolve_model(name: str) -> tuple[str, str]:
 
 def _load_pretrained(path: str):
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModel.from_pretrained(path)
@@ -119,14 +121,18 @@ class BiEncoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def tokenize(self, texts: Sequence[str], kind: str, contexts: Sequence[str] | None = None) -> dict:
-        """Prefix and tokenize; ``kind`` is "query" or "passage"."""
+    @staticmethod
+    def _check_texts(texts: Sequence[str], kind: str) -> None:
         if kind not in ("query", "passage"):
             raise ConfigError(f"kind must be 'query' or 'passage', got {kind!r}.")
         for i, t in enumerate(texts):
             if not isinstance(t, str) or not t.strip():
                 raise DataError(f"Empty {kind} text at position {i}: every text must contain characters. "
                                 "Remove empty rows from the data.")
+
+    def tokenize(self, texts: Sequence[str], kind: str, contexts: Sequence[str] | None = None) -> dict:
+        """Prefix and tokenize; ``kind`` is "query" or "passage"."""
+        self._check_texts(texts, kind)
         prefix = self.config.query_prefix if kind == "query" else self.config.passage_prefix
         max_len = self.config.max_query_length if kind == "query" else self.config.max_passage_length
         texts = [prefix + t for t in texts]
@@ -163,6 +169,7 @@ class BiEncoder(nn.Module):
         """
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
+        self._check_texts(texts, kind)
         was_training = self.training
         self.eval()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

@@ -362,10 +362,10 @@ class Trainer:
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 now = time.perf_counter()
-                record = {"step": step, "loss": float(loss), "lr": scheduler.get_last_lr()[0], "mode": batch.mode,
+                record = {"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], "mode": batch.mode,
                           "temperature": self.loss_fn.temperature, "pairs_per_s": pairs_since / (now - t_last)}
                 self._append_log(record)
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
                 t_last, pairs_since = now, 0
             if val_batches and (step % cfg.val_every == 0 or step == cfg.max_steps):
                 val = self.validation_loss(val_batches)

@@ -8,6 +8,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# No model or dataset hub in tests: everything is local.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
 
 def shared_data_dir() -> Path | None:
     """The real offline data folder: $HBKIT_SHARED_DATA or ../shared/data next to the repo."""

@@ -1,0 +1,62 @@
+"""BiEncoder: pooling, normalisation, prefixes, save/load, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hbkit.demo_world import make_demo_world
+from hbkit.encoder import BiEncoder, EncoderConfig, load_encoder
+from hbkit.errors import DataError, UnknownModelError, ConfigError
+from hbkit.tiny_models import make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    world = make_demo_world(seed=1, n_train_entities=20, n_val_entities=5, n_test_entities=5)
+    root = tmp_path_factory.mktemp("enc")
+    kw = dict(seed=0, vocab_size=300, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, mlm_steps=0)
+    return {"xlmr": make_tiny_model("xlmr", root / "x", world.texts(), **kw),
+            "bert": make_tiny_model("bert", root / "b", world.texts(), **kw), "texts": world.texts()[:10]}
+
+
+@pytest.mark.parametrize("kind, pooling", [("xlmr", "mean"), ("bert", "cls"), ("bert", "pooler")])
+def test_pooling_matches_manual_computation(dirs, kind, pooling):
+    enc = BiEncoder(EncoderConfig(model=str(dirs[kind]), pooling=pooling)).eval()
+    texts = dirs["texts"][:4]
+    emb = enc.encode(texts, kind="query", batch_size=3)
+    assert emb.shape == (4, 32)
+    assert torch.allclose(emb.norm(dim=1), torch.ones(4), atol=1e-5)
+    batch = enc.tokenizer(["Query: " + t for t in texts], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        h = enc.model(**batch).last_hidden_state
+        if pooling == "mean":
+            m = batch["attention_mask"].unsqueeze(-1).float()
+            v = (h * m).sum(1) / m.sum(1)
+        elif pooling == "cls":
+            v = h[:, 0]
+        else:
+            v = torch.tanh(enc.model.pooler.dense(h[:, 0]))
+    assert torch.allclose(emb, torch.nn.functional.normalize(v, dim=-1), atol=1e-5)
+
+
+def test_prefix_changes_embedding_and_save_load_roundtrip(dirs, tmp_path):
+    enc = BiEncoder(EncoderConfig(model=str(dirs["bert"]), pooling="pooler"))
+    t = dirs["texts"][:3]
+    q, p = enc.encode(t, kind="query"), enc.encode(t, kind="passage")
+    assert not torch.allclose(q, p)
+    enc.save_pretrained(tmp_path / "saved")
+    again = load_encoder(tmp_path / "saved")
+    assert again.config.pooling == "pooler"
+    assert torch.allclose(again.encode(t, kind="passage"), p, atol=1e-6)
+
+
+def test_errors(dirs, tmp_path):
+    enc = BiEncoder(EncoderConfig(model=str(dirs["xlmr"])))
+    with pytest.raises(DataError, match="Empty query text at position 1"):
+        enc.encode(["fine", "  "], kind="query")
+    with pytest.raises(UnknownModelError, match="does not exist"):
+        BiEncoder(EncoderConfig(model=str(tmp_path / "nope")))
+    with pytest.raises(UnknownModelError, match="local directory"):
+        BiEncoder(EncoderConfig(model="no-such-org/no-such-model-hbkit"))
+    with pytest.raises(ConfigError, match="pooling"):
+        BiEncoder(EncoderConfig(model=str(dirs["xlmr"]), pooling="max"))
