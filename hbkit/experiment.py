@@ -35,9 +35,9 @@ class RunSpec:
     strategy: str = "hybrid"
     seed: int = 0
     alpha: float = 0.5
-    max_steps: int = 400
+    max_steps: int = 1200
     batch_size: int = 32
-    lr: float = 3e-4
+    lr: float = 5e-4
 
     def __post_init__(self) -> None:
         check_types(self, "the notebook parameters")

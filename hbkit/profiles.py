@@ -19,9 +19,9 @@ PROFILES: dict[str, dict] = {
         "world": {"seed": 0, "n_train_entities": 400, "n_val_entities": 60, "n_test_entities": 80},
         "tiny_model": {"vocab_size": 2000, "hidden_size": 64, "num_layers": 2, "num_heads": 2,
                        "intermediate_size": 128, "mlm_steps": 300},
-        "train": {"alpha": 0.5, "batch_size": 32, "max_steps": 400, "lr": 3e-4, "temperature": 0.05,
-                  "val_every": 50, "val_batches": 8, "patience": 0, "checkpoint_every": 50,
-                  "warmup_ratio": 0.1, "max_query_length": 48, "max_passage_length": 64},
+        "train": {"alpha": 0.5, "batch_size": 32, "max_steps": 1200, "lr": 5e-4, "temperature": 0.05,
+                  "val_every": 100, "val_batches": 8, "val_languages": ["en"], "patience": 0,
+                  "checkpoint_every": 100, "warmup_ratio": 0.1, "max_query_length": 48, "max_passage_length": 64},
     },
     "test": {
         "description": "Minimal sizes of the demo pipeline, for notebook tests.",
@@ -32,7 +32,7 @@ PROFILES: dict[str, dict] = {
         "tiny_model": {"vocab_size": 600, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
                        "intermediate_size": 64, "mlm_steps": 10},
         "train": {"alpha": 0.5, "batch_size": 16, "max_steps": 12, "lr": 3e-4, "temperature": 0.05,
-                  "val_every": 6, "val_batches": 2, "patience": 0, "checkpoint_every": 6,
+                  "val_every": 6, "val_batches": 2, "val_languages": ["en"], "patience": 0, "checkpoint_every": 6,
                   "warmup_ratio": 0.1, "max_query_length": 48, "max_passage_length": 64},
     },
 }

@@ -1,0 +1,72 @@
+"""Notebook parameters are type-checked; missing prerequisites give clear errors; claims are computed."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import hbkit.experiment as ex
+from hbkit.claims import check_claims, reading, summary_table
+from hbkit.errors import ConfigError, DataError, UnknownModelError
+from hbkit.profiles import get_profile
+
+
+@pytest.mark.parametrize("kw, err, msg", [
+    ({"seed": 1.5}, ConfigError, "'seed'.*must be int"),
+    ({"alpha": "0.5"}, ConfigError, "'alpha'.*must be float"),
+    ({"max_steps": True}, ConfigError, "'max_steps'"),
+    ({"profile": "paperz"}, ConfigError, "Unknown profile 'paperz'"),
+    ({"model": "gpt-2"}, UnknownModelError, "tiny-xlmr"),
+])
+def test_bad_notebook_parameters(kw, err, msg):
+    with pytest.raises(err, match=msg):
+        ex.RunSpec(**kw)
+
+
+def test_run_dir_layout(tmp_path):
+    spec = ex.RunSpec(output_dir=str(tmp_path), strategy="X-Y", seed=3)
+    assert spec.run_dir == tmp_path / "demo" / "runs" / "tiny-xlmr" / "X-Y" / "seed3"
+
+
+def test_evaluate_before_training_and_collect_without_runs(tmp_path):
+    spec = ex.RunSpec(output_dir=str(tmp_path), profile="test")
+    with pytest.raises(DataError, match="has not finished training"):
+        ex.evaluate(spec)
+    with pytest.raises(DataError, match="No evaluated runs"):
+        ex.collect_results(str(tmp_path), "test")
+
+
+def test_profiles_are_plain_literals():
+    prof = get_profile("demo")
+    assert set(prof["strategies"]) == {"X-X", "X-Y", "hybrid"} and len(prof["seeds"]) >= 2
+    prof["seeds"].append(99)
+    assert 99 not in get_profile("demo")["seeds"]  # a copy
+
+
+def _head(values):
+    rows = []
+    for (setting, metric), per in values.items():
+        for strat, vals in per.items():
+            for seed, v in enumerate(vals):
+                rows.append(dict(model="m", strategy=strat, seed=seed, benchmark="b", setting=setting,
+                                 metric=metric, value=v))
+    return pd.DataFrame(rows)
+
+
+def test_claims_on_the_papers_pattern_and_on_its_opposite():
+    paper = _head({
+        ("monolingual", "mAP"): {"X-X": [.79, .80], "X-Y": [.75, .76], "hybrid": [.80, .80]},
+        ("cross-lingual", "mAP"): {"X-X": [.67, .68], "X-Y": [.70, .70], "hybrid": [.70, .71]},
+        ("multilingual", "mAP"): {"X-X": [.55, .54], "X-Y": [.59, .60], "hybrid": [.59, .60]},
+        ("multilingual", "rank_distance"): {"X-X": [410, 411], "X-Y": [295, 296], "hybrid": [286, 287]},
+    })
+    c = check_claims(paper)
+    assert c.holds.all(), c[~c.holds]
+    flipped = paper.copy()
+    flipped.loc[flipped.strategy == "hybrid", "value"] *= 0.5
+    c2 = check_claims(flipped)
+    assert not c2.set_index("claim").loc["hybrid is at or near the best monolingually", "holds"]
+    assert c2.set_index("claim").loc["hybrid has the smallest rank distance", "holds"]  # halved distance
+    table = summary_table(paper)
+    assert table.loc[("m", "b", "monolingual", "mAP"), "X-X"] == "0.795 ± 0.007 (n=2)"
+    text = reading(paper, c, profile="demo")
+    assert "TOY" in text and "9 of 9" in text
