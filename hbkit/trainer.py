@@ -31,6 +31,7 @@ from . import distributed as hdist
 from .atomic import atomic_dir, torch_save, write_json, write_text
 from .config import check_types
 from .encoder import BiEncoder
+from .grad_cache import cached_backward
 from .errors import ConfigError, TrainingDivergedError
 from .loss import InfoNCELoss
 from .parallel import ParallelDataset
@@ -69,6 +70,7 @@ class TrainConfig:
     precision: str = "auto"           # "auto", "bf16", "fp16", "fp32"
     device: str = "auto"              # "auto", "cpu", "cuda", "cuda:1", ...
     use_context: bool = False         # encode passages with their context (not used by the demo)
+    grad_cache_chunk: int = 0         # >0: cached-gradient mode, this many texts per forward (big batches, small GPU)
     show_progress: bool | None = None
 
     def validate(self) -> "TrainConfig":
@@ -78,7 +80,7 @@ class TrainConfig:
         for name in ("batch_size", "max_steps", "val_batches", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("val_every", "patience"):
+        for name in ("val_every", "patience", "grad_cache_chunk"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not self.lr > 0:
@@ -198,12 +200,28 @@ class Trainer:
                 negatives = [p.negative for p in pairs]
         return queries, positives, negatives
 
-    def _loss(self, queries, positives, negatives) -> torch.Tensor:
+    def _embed(self, texts, kind) -> torch.Tensor:
         with autocast(self.device, self.precision):
-            q = self.encoder.embed(queries, "query")
-            p = self.encoder.embed(positives, "passage")
-            n = self.encoder.embed(negatives, "passage") if negatives is not None else None
-            return self.loss_fn(q, p, n)
+            return self.encoder.embed(texts, kind)
+
+    def _loss(self, queries, positives, negatives) -> torch.Tensor:
+        q = self._embed(queries, "query")
+        p = self._embed(positives, "passage")
+        n = self._embed(negatives, "passage") if negatives is not None else None
+        return self.loss_fn(q, p, n)
+
+    def _forward_backward(self, queries, positives, negatives, scaler) -> torch.Tensor:
+        """Loss of one batch with gradients accumulated into the parameters (plain or cached)."""
+        if self.config.grad_cache_chunk:
+            inputs = [(queries, "query"), (positives, "passage"),
+                      (negatives, "passage") if negatives is not None else None]
+            return cached_backward(self._embed, lambda q, p, n: self.loss_fn(q, p, n), inputs,
+                                   self.config.grad_cache_chunk, self.device,
+                                   scale=scaler.scale if scaler is not None else None)
+        loss = self._loss(queries, positives, negatives)
+        if torch.isfinite(loss):
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        return loss
 
     def _validation_batches(self):
         if self.validation is None or self.config.val_every == 0:
@@ -328,7 +346,8 @@ class Trainer:
         while step < cfg.max_steps and not early["stopped_early"]:
             batch = next(batches)
             queries, positives, negatives = self._texts(batch.refs, batch.dataset)
-            loss = self._loss(queries, positives, negatives)
+            optimizer.zero_grad(set_to_none=True)
+            loss = self._forward_backward(queries, positives, negatives, scaler)
             if not torch.isfinite(loss):
                 last = torch.load(self.latest_path, weights_only=False)["step"] if self.latest_path.exists() else None
                 bar.close()
@@ -338,12 +357,8 @@ class Trainer:
                        if last is not None else "No checkpoint was written yet; ")
                     + "lower the learning rate, raise the temperature, or use precision='fp32', then rerun to resume."
                 )
-            optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
-                scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
-            else:
-                loss.backward()
             if self.world_size > 1:
                 for p in params:
                     if p.grad is not None:
