@@ -96,6 +96,45 @@ def _load_pretrained(path: str):
     return tokenizer, model
 
 
+def _st_file(model: str, rel: str) -> Path | None:
+    """A file of a sentence-transformers model folder (local dir or hub id), or None."""
+    local = Path(model) / rel
+    if Path(model).is_dir():
+        return local if local.exists() else None
+    try:  # hub id: fetch the small module files only
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(model, rel))
+    except Exception:  # noqa: BLE001 - absent file or offline: no sentence-transformers modules
+        return None
+
+
+def sentence_transformers_dense(model: str) -> dict | None:
+    """The Dense module (weight, bias, activation) of a sentence-transformers pipeline
+    such as LaBSE's (Transformer → CLS pooling → Dense+tanh → Normalize), or None."""
+    modules_file = _st_file(model, "modules.json")
+    if modules_file is None:
+        return None
+    dense = [m for m in json.loads(modules_file.read_text()) if m.get("type", "").endswith("Dense")]
+    if not dense:
+        return None
+    folder = dense[0]["path"]
+    cfg_file = _st_file(model, f"{folder}/config.json")
+    cfg = json.loads(cfg_file.read_text()) if cfg_file else {}
+    weights_file = _st_file(model, f"{folder}/model.safetensors") or _st_file(model, f"{folder}/pytorch_model.bin")
+    if weights_file is None:
+        raise UnknownModelError(f"{model}: modules.json names a Dense module in {folder}/ but its weights are missing. "
+                                "Re-download the model folder completely.")
+    if weights_file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights_file))
+    else:
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    return {"weight": state["linear.weight"], "bias": state.get("linear.bias"),
+            "activation": cfg.get("activation_function", "torch.nn.modules.activation.Tanh")}
+
+
 class BiEncoder(nn.Module):
     """One transformer shared by queries and passages; returns L2-normalised vectors (n, hidden)."""
 
@@ -103,11 +142,31 @@ class BiEncoder(nn.Module):
         super().__init__()
         self.config = config.resolved()
         self.tokenizer, self.model = _load_pretrained(self.config.model)
-        if self.config.pooling == "pooler" and getattr(self.model, "pooler", None) is None:
-            raise ConfigError(
-                f"pooling='pooler' needs a model with a pooler layer, but {self.config.model!r} has none. "
-                "Use pooling='cls' or 'mean'."
-            )
+        if self.config.pooling == "pooler":
+            if getattr(self.model, "pooler", None) is None:
+                raise ConfigError(
+                    f"pooling='pooler' needs a model with a pooler layer, but {self.config.model!r} has none. "
+                    "Use pooling='cls' or 'mean'."
+                )
+            self._use_sentence_transformers_dense()
+
+    def _use_sentence_transformers_dense(self) -> None:
+        """LaBSE as published by sentence-transformers applies its own Dense+tanh after [CLS]:
+        when the model folder has one, it replaces the transformer's pooler weights."""
+        dense = sentence_transformers_dense(self.config.model)
+        if dense is None:
+            return
+        if not dense["activation"].endswith("Tanh"):
+            raise ConfigError(f"{self.config.model}: its Dense module uses {dense['activation']}, not tanh; "
+                              "pooling='pooler' reproduces only the [CLS] → dense → tanh pipeline. Use pooling='cls'.")
+        layer = self.model.pooler.dense
+        if tuple(dense["weight"].shape) != tuple(layer.weight.shape):
+            raise ConfigError(f"{self.config.model}: Dense weight {tuple(dense['weight'].shape)} does not fit the "
+                              f"pooler {tuple(layer.weight.shape)}.")
+        with torch.no_grad():
+            layer.weight.copy_(dense["weight"])
+            if dense["bias"] is not None:
+                layer.bias.copy_(dense["bias"])
 
     @classmethod
     def from_pretrained(cls, model: str, **kw) -> "BiEncoder":

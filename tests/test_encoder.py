@@ -60,3 +60,26 @@ def test_errors(dirs, tmp_path):
         BiEncoder(EncoderConfig(model="no-such-org/no-such-model-hbkit"))
     with pytest.raises(ConfigError, match="pooling"):
         BiEncoder(EncoderConfig(model=str(dirs["xlmr"]), pooling="max"))
+
+
+def test_labse_pipeline_equals_sentence_transformers(dirs, tmp_path):
+    """[CLS] → Dense+tanh → normalise, as LaBSE's published sentence-transformers pipeline, on the same weights."""
+    st_mod = pytest.importorskip("sentence_transformers")
+    from sentence_transformers import models
+
+    word = models.Transformer(str(dirs["bert"]), max_seq_length=64)
+    dense = models.Dense(32, 32, activation_function=torch.nn.Tanh())
+    torch.manual_seed(0)
+    torch.nn.init.normal_(dense.linear.weight, std=0.3)  # differs from the BERT pooler's weights
+    st = st_mod.SentenceTransformer(modules=[word, models.Pooling(32, "cls"), dense, models.Normalize()],
+                                    device="cpu")
+    st.save(str(tmp_path / "st-labse"))
+    texts = dirs["texts"][:5]
+    expected = st.encode(texts, convert_to_tensor=True, normalize_embeddings=False)
+    enc = BiEncoder(EncoderConfig(model=str(tmp_path / "st-labse"), pooling="pooler", query_prefix="",
+                                  passage_prefix="", max_query_length=64, max_passage_length=64))
+    got = enc.encode(texts, kind="passage")
+    assert torch.allclose(got, expected.cpu(), atol=1e-5)
+    plain = BiEncoder(EncoderConfig(model=str(dirs["bert"]), pooling="pooler", query_prefix="",
+                                    passage_prefix="")).encode(texts, kind="passage")
+    assert not torch.allclose(plain, expected.cpu(), atol=1e-3)  # the Dense weights matter
