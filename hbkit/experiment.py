@@ -1,17 +1,20 @@
-"""Experiment glue used by the notebooks: one profile → world, models, runs, results.
+"""Experiment glue used by the notebooks: one profile → data, models, runs, results.
 
 Layout under ``<output_dir>/<profile>/``::
 
-    assets/<model>/                    tiny model built for the profile (tokenizer + weights)
-    runs/<model>/<strategy>/seed<k>/   one training run (see hbkit.trainer) + results.csv
+    assets/<model>/                    tiny models built for the profile (demo, test)
+    runs/<model>/<label>/seed<k>/      one training run (see hbkit.trainer) + results_<benchmark>.csv
     notebooks/                         executed notebooks (make replicate)
     figures/                           PNG figures
     results.csv                        all runs' tidy results
+
+``label`` is the strategy ("X-X", "X-Y", "hybrid"), or "hybrid-alpha0.25" for an α-sweep run.
 """
 from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +22,17 @@ import pandas as pd
 
 from .atomic import write_csv
 from .config import check_types
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, UnknownModelError
 from .profiles import get_profile
 
 TINY_MODELS = {"tiny-xlmr": "xlmr", "tiny-labse": "bert"}
+
+
+def run_label(strategy: str, alpha: float, default_alpha: float = 0.5) -> str:
+    """The run's label: the strategy, or ``hybrid-alpha<α>`` for a hybrid run with a non-default α."""
+    if strategy == "hybrid" and float(alpha) != float(default_alpha):
+        return f"hybrid-alpha{float(alpha):g}"
+    return strategy
 
 
 @dataclass
@@ -41,25 +51,30 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         check_types(self, "the notebook parameters")
-        get_profile(self.profile)
-        if self.model not in TINY_MODELS:
-            from .errors import UnknownModelError
+        prof = get_profile(self.profile)
+        models = set(prof["models"]) | ({prof["alpha_sweep"]["model"]} if prof.get("alpha_sweep") else set())
+        if self.model not in models:
             raise UnknownModelError(f"Unknown model {self.model!r} for profile {self.profile!r}. "
-                                    f"Choose one of: {', '.join(TINY_MODELS)}.")
+                                    f"Choose one of: {', '.join(sorted(models))}.")
+        if self.strategy not in ("X-X", "X-Y", "hybrid"):
+            raise ConfigError(f"Unknown strategy {self.strategy!r}: choose X-X, X-Y or hybrid.")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}; it is the probability of an X-X batch.")
 
     @property
     def profile_dir(self) -> Path:
         return Path(self.output_dir).expanduser().resolve() / self.profile
 
     @property
+    def label(self) -> str:
+        return run_label(self.strategy, self.alpha, get_profile(self.profile)["train"]["alpha"])
+
+    @property
     def run_dir(self) -> Path:
-        return run_dir(self.output_dir, self.profile, self.model, self.strategy, self.seed)
+        return self.profile_dir / "runs" / self.model / self.label / f"seed{self.seed}"
 
 
-def run_dir(output_dir: str, profile: str, model: str, strategy: str, seed: int) -> Path:
-    return Path(output_dir).expanduser().resolve() / profile / "runs" / model / strategy / f"seed{seed}"
-
-
+# ------------------------------------------------------------------ data
 @functools.lru_cache(maxsize=4)
 def _world(profile: str):
     from .demo_world import make_demo_world
@@ -69,7 +84,53 @@ def _world(profile: str):
 
 def demo_world(profile: str = "demo"):
     """The profile's embedded demo world (deterministic; cached per process). A TOY world."""
+    if "world" not in get_profile(profile):
+        raise ConfigError(f"Profile {profile!r} has no demo world; it trains on real data.")
     return _world(profile)
+
+
+def training_data(profile: str):
+    """``(train datasets, validation dataset or None)`` for a profile."""
+    prof = get_profile(profile)
+    train, validation = [], None
+    for src in prof["data"]["train"]:
+        kind = src["kind"]
+        if kind == "demo":
+            train.append(demo_world(profile).train)
+        elif kind == "mmarco":
+            from .training_data import load_mmarco
+
+            from .sources import local_dir
+            train.append(load_mmarco(src["languages"], max_groups=src.get("max_groups"),
+                                     source=src.get("source") or local_dir("mmarco")))
+        elif kind == "file":
+            from .training_data import read_parallel_file
+
+            train.append(read_parallel_file(os.path.expandvars(src["path"]), name=src.get("name")))
+        else:
+            raise ConfigError(f"Unknown training data kind {kind!r} in profile {profile!r}: use demo, mmarco or file.")
+    val = prof["data"].get("validation")
+    if val:
+        if val["kind"] == "demo":
+            validation = demo_world(profile).validation
+        elif val["kind"] == "squadshifts":
+            from .training_data import load_squadshifts
+
+            validation = load_squadshifts(val.get("subset", "nyt"), max_items=val.get("max_items"),
+                                          source=val.get("source"))
+        else:
+            raise ConfigError(f"Unknown validation kind {val['kind']!r}: use demo or squadshifts.")
+    return train, validation
+
+
+def model_source(profile: str, output_dir: str, model: str) -> str:
+    """A loadable model path or hub id: tiny models are built; ``$HBKIT_MODELS/<name>`` wins if present."""
+    if model in TINY_MODELS:
+        return str(prepare_model(profile, output_dir, model))
+    models_dir = os.environ.get("HBKIT_MODELS")
+    if models_dir and (Path(models_dir) / model).is_dir():
+        return str(Path(models_dir) / model)
+    return model
 
 
 def prepare_model(profile: str, output_dir: str, model: str) -> Path:
@@ -78,53 +139,99 @@ def prepare_model(profile: str, output_dir: str, model: str) -> Path:
     from .tiny_models import make_tiny_model
 
     if model not in TINY_MODELS:
-        raise ConfigError(f"Unknown tiny model {model!r}; choose one of {', '.join(TINY_MODELS)}.")
-    spec = dict(get_profile(profile)["tiny_model"])
+        raise UnknownModelError(f"Unknown tiny model {model!r}; choose one of {', '.join(TINY_MODELS)}.")
+    prof = get_profile(profile)
     out = Path(output_dir).expanduser().resolve() / profile / "assets" / model
-    world = demo_world(profile)
-    seed = get_profile(profile)["world"]["seed"]
-    return make_tiny_model(TINY_MODELS[model], out, world.texts(), seed=seed, **spec)
+    return make_tiny_model(TINY_MODELS[model], out, demo_world(profile).texts(), seed=prof["world"]["seed"],
+                           **prof["tiny_model"])
 
 
+# ------------------------------------------------------------------ train / evaluate
 def train(spec: RunSpec, show_progress: bool | None = None) -> dict:
-    """Train (or resume, or skip when finished) the run described by ``spec``; returns train_state."""
-    from .encoder import EncoderConfig, BiEncoder
+    """Train (or resume, or skip when finished) the run described by ``spec``; returns train_state.
+
+    Under ``torchrun`` every process calls this; the process group is initialised from the environment.
+    """
+    from . import distributed as hdist
+    from .encoder import BiEncoder, EncoderConfig
     from .trainer import TrainConfig, Trainer
 
+    state_file = spec.run_dir / "train_state.json"
+    if state_file.exists() and json.loads(state_file.read_text()).get("status") == "finished":
+        return json.loads(state_file.read_text())
+    hdist.init_from_env()
     prof = get_profile(spec.profile)
-    world = demo_world(spec.profile)
-    model_dir = prepare_model(spec.profile, spec.output_dir, spec.model)
+    train_sets, validation = training_data(spec.profile)
     t = dict(prof["train"])
-    enc_cfg = EncoderConfig(model=str(model_dir), max_query_length=t.pop("max_query_length"),
-                            max_passage_length=t.pop("max_passage_length"))
+    enc_kw = {k: t.pop(k) for k in ("max_query_length", "max_passage_length", "pooling") if k in t}
+    enc_cfg = EncoderConfig(model=model_source(spec.profile, spec.output_dir, spec.model), **enc_kw)
     t.update(strategy=spec.strategy, alpha=spec.alpha, seed=spec.seed, max_steps=spec.max_steps,
              batch_size=spec.batch_size, lr=spec.lr, show_progress=show_progress)
     cfg = TrainConfig(**t)
-    encoder = BiEncoder(enc_cfg)
-    trainer = Trainer(encoder, world.train, cfg, spec.run_dir, validation=world.validation,
-                      extra_config={"profile": spec.profile, "model": spec.model,
-                                    "world": prof["world"], "tiny_model": prof["tiny_model"]})
+    trainer = Trainer(BiEncoder(enc_cfg), train_sets, cfg, spec.run_dir, validation=validation,
+                      extra_config={"profile": spec.profile, "model": spec.model, "label": spec.label,
+                                    "data": prof["data"], **({"world": prof["world"], "tiny_model": prof["tiny_model"]}
+                                                            if "world" in prof else {})})
     return trainer.fit()
 
 
+def _benchmark(profile: str, src: dict):
+    kind = src["kind"]
+    if kind == "demo":
+        return demo_world(profile).benchmark
+    if kind == "xquad-r":
+        from .sources import xquad_r_dir
+        from .xquad_r import load_xquad_r
+
+        return load_xquad_r(xquad_r_dir(src.get("languages"), src.get("path")), languages=src.get("languages"))
+    if kind == "mlqa-r":
+        from .mlqa_r import load_mlqa_r
+        from .sources import local_dir
+
+        root = src.get("path") or local_dir("MLQA_V1")
+        return load_mlqa_r(root, languages=src.get("languages"), download=root is None)
+    raise ConfigError(f"Unknown benchmark kind {kind!r}: use demo, xquad-r, mlqa-r or miracl.")
+
+
 def evaluate(spec: RunSpec, show_progress: bool | None = None, force: bool = False) -> pd.DataFrame:
-    """Evaluate a finished run on the profile's benchmark; results cached in ``run_dir/results.csv``."""
+    """Evaluate a finished run on the profile's benchmarks. Each benchmark's table is cached in
+    ``run_dir/results_<benchmark>.csv`` (so an interrupted evaluation resumes); all go to ``results.csv``."""
     from .encoder import load_encoder
     from .evaluation import evaluate_model
 
     out = spec.run_dir / "results.csv"
     if out.exists() and not force:
-        return pd.read_csv(out, keep_default_na=False, na_values=[""])
+        return read_results(out)
     state_file = spec.run_dir / "train_state.json"
     if not state_file.exists() or json.loads(state_file.read_text()).get("status") != "finished":
         raise DataError(f"Run {spec.run_dir} has not finished training. Run the training notebook "
                         "(02_train) for it first, or `make replicate`, which resumes it.")
     encoder = load_encoder(spec.run_dir / "model")
-    world = demo_world(spec.profile)
-    df = evaluate_model(encoder, world.benchmark, show_progress=show_progress,
-                        meta={"model": spec.model, "strategy": spec.strategy, "seed": spec.seed})
+    meta = {"model": spec.model, "strategy": spec.label, "seed": spec.seed}
+    frames = []
+    for src in get_profile(spec.profile)["data"]["benchmarks"]:
+        part = spec.run_dir / f"results_{src['kind']}.csv"
+        if part.exists() and not force:
+            frames.append(read_results(part))
+            continue
+        if src["kind"] == "miracl":
+            from .miracl import evaluate_miracl
+
+            dfs = [evaluate_miracl(encoder, lang, src.get("corpus"), root=src.get("path"),
+                                   max_passages=src.get("max_passages")) for lang in src["languages"]]
+            df = pd.concat(dfs, ignore_index=True).assign(**meta)
+        else:
+            df = evaluate_model(encoder, _benchmark(spec.profile, src), show_progress=show_progress, meta=meta)
+        write_csv(df, part)
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
     write_csv(df, out)
     return df
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """Read a tidy results CSV (language codes such as "na" are never turned into NaN)."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
 def collect_results(output_dir: str, profile: str) -> pd.DataFrame:
@@ -133,7 +240,7 @@ def collect_results(output_dir: str, profile: str) -> pd.DataFrame:
     files = sorted((root / "runs").glob("*/*/seed*/results.csv"))
     if not files:
         raise DataError(f"No evaluated runs under {root / 'runs'}. Run the training and evaluation notebooks "
-                        "(or `make replicate PROFILE=" + profile + "`) first.")
-    df = pd.concat([pd.read_csv(f, keep_default_na=False, na_values=[""]) for f in files], ignore_index=True)
+                        f"(or `make replicate PROFILE={profile}`) first.")
+    df = pd.concat([read_results(f) for f in files], ignore_index=True)
     write_csv(df, root / "results.csv")
     return df

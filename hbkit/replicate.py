@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .atomic import atomic_path
 from .errors import HbkitError
-from .experiment import RunSpec, run_dir
+from .experiment import RunSpec
 from .profiles import get_profile
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -42,6 +42,24 @@ def _execute(name: str, out: Path, params: dict, cwd: Path) -> float:
     return time.perf_counter() - t0
 
 
+def planned_runs(profile: str, output_dir: str) -> list[dict]:
+    """The notebook parameters of every run of a profile: models × strategies × seeds, then the α sweep."""
+    prof = get_profile(profile)
+    t = prof["train"]
+    base = {"profile": profile, "output_dir": output_dir, "max_steps": t["max_steps"],
+            "batch_size": t["batch_size"], "lr": t["lr"]}
+    runs = [{**base, "model": m, "strategy": s, "seed": seed, "alpha": t["alpha"]}
+            for m in prof["models"] for s in prof["strategies"] for seed in prof["seeds"]]
+    sweep = prof.get("alpha_sweep")
+    if sweep:
+        for a in sweep["alphas"]:
+            for seed in sweep["seeds"]:
+                run = {**base, "model": sweep["model"], "strategy": "hybrid", "seed": seed, "alpha": float(a)}
+                if run not in runs:
+                    runs.append(run)
+    return runs
+
+
 def replicate(profile: str, output_dir: str, fresh: bool = False) -> Path:
     """Run all notebooks of ``profile``; returns the profile directory."""
     prof = get_profile(profile)
@@ -55,24 +73,19 @@ def replicate(profile: str, output_dir: str, fresh: bool = False) -> Path:
     t0 = time.perf_counter()
     train_cfg = prof["train"]
     first = {"batch_size": train_cfg["batch_size"], "alpha": train_cfg["alpha"]}
-    if not (nb_dir / "01_batches.ipynb").exists():
+    if "world" in prof and not (nb_dir / "01_batches.ipynb").exists():
         _execute("01_batches.ipynb", nb_dir / "01_batches.ipynb", {**base, **first}, nb_dir)
-    for model in prof["models"]:
-        for strategy in prof["strategies"]:
-            for seed in prof["seeds"]:
-                params = {**base, "model": model, "strategy": strategy, "seed": seed, "alpha": train_cfg["alpha"],
-                          "max_steps": train_cfg["max_steps"], "batch_size": train_cfg["batch_size"],
-                          "lr": train_cfg["lr"]}
-                RunSpec(**params)  # type-check before starting a kernel
-                rdir = run_dir(str(out_root), profile, model, strategy, seed)
-                tag = f"{model}_{strategy}_seed{seed}"
-                train_nb = nb_dir / f"02_train_{tag}.ipynb"
-                if not ((rdir / "train_state.json").exists() and train_nb.exists()):
-                    _execute("02_train.ipynb", train_nb, params, nb_dir)
-                eval_nb = nb_dir / f"03_evaluate_{tag}.ipynb"
-                if not ((rdir / "results.csv").exists() and eval_nb.exists()):
-                    _execute("03_evaluate.ipynb", eval_nb, params, nb_dir)
+    for params in planned_runs(profile, str(out_root)):
+        spec = RunSpec(**params)  # type-check before starting a kernel
+        tag = f"{spec.model}_{spec.label}_seed{spec.seed}"
+        train_nb = nb_dir / f"02_train_{tag}.ipynb"
+        if not ((spec.run_dir / "train_state.json").exists() and train_nb.exists()):
+            _execute("02_train.ipynb", train_nb, params, nb_dir)
+        eval_nb = nb_dir / f"03_evaluate_{tag}.ipynb"
+        if not ((spec.run_dir / "results.csv").exists() and eval_nb.exists()):
+            _execute("03_evaluate.ipynb", eval_nb, params, nb_dir)
     _execute("04_compare.ipynb", nb_dir / "04_compare.ipynb", base, nb_dir)
+    _execute("05_report.ipynb", nb_dir / "05_report.ipynb", base, nb_dir)
     print(f"[hbkit] profile {profile!r} done in {time.perf_counter() - t0:.0f} s: "
           f"{root / 'results.csv'}, figures in {root / 'figures'}", flush=True)
     return root
