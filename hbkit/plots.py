@@ -167,3 +167,27 @@ def training_curves(logs: dict[str, pd.DataFrame], title: str = "", out: str | P
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def alpha_sweep(headline: pd.DataFrame, metric: str = "mAP", title: str = "", out: str | Path | None = None):
+    """``metric`` against α for hybrid runs labelled ``hybrid-alpha<α>`` (α = 0.5 is ``hybrid``), per setting."""
+    d = headline[(headline.metric == metric)].copy()
+    def alpha_of(label: str) -> float:
+        if label == "hybrid":
+            return 0.5
+        if label.startswith("hybrid-alpha"):
+            return float(label[len("hybrid-alpha"):])
+        return np.nan
+    d["alpha"] = d.strategy.map(alpha_of)
+    d = d.dropna(subset=["alpha"])
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for setting in _order(d.setting, SETTING_ORDER):
+        g = d[d.setting == setting].groupby("alpha").value
+        m, s = g.mean(), g.std(ddof=1).fillna(0.0)
+        ax.errorbar(m.index, m.to_numpy(), yerr=s.to_numpy(), marker="o", capsize=3, label=setting)
+    ax.set_xlabel("α (probability of an X-X batch)")
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric} against α")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out)
