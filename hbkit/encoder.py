@@ -23,6 +23,7 @@ MODEL_PRESETS: dict[str, tuple[str, str]] = {
     "xlm-roberta-base": ("FacebookAI/xlm-roberta-base", "mean"),
     "xlm-roberta-large": ("FacebookAI/xlm-roberta-large", "mean"),
     "labse": ("sentence-transformers/LaBSE", "pooler"),
+    "mdistilbert": ("distilbert/distilbert-base-multilingual-cased", "mean"),
 }
 POOLINGS = ("mean", "cls", "pooler")
 ENCODER_CONFIG_FILE = "hbkit_encoder.json"

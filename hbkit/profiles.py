@@ -3,6 +3,10 @@
 - ``demo``: the embedded toy world and a tiny XLM-R-shaped model, CPU, minutes. A TOY:
   its numbers show the mechanics and whether the pattern can appear, not the paper's results.
 - ``test``: the same pipeline, minimal sizes, used by ``make test`` to execute and validate notebooks.
+- ``small``: a small public multilingual encoder on subsampled public data (mMARCO), evaluated on
+  XQuAD-R and MLQA-R — real numbers on a laptop CPU or a free Colab GPU.
+- ``paper``: the paper's models and hyperparameters (AdamW, lr 3e-5, weight decay 0.01, batch 100),
+  3 seeds, XQuAD-R, MLQA-R and MIRACL, plus an α sweep for XLM-R — needs GPUs and the hubs.
 """
 from __future__ import annotations
 
@@ -38,6 +42,43 @@ PROFILES: dict[str, dict] = {
                   "val_every": 6, "val_batches": 2, "val_languages": ["en"], "patience": 0, "checkpoint_every": 6,
                   "warmup_ratio": 0.1, "max_query_length": 48, "max_passage_length": 64},
     },
+}
+
+
+PAPER_LANGUAGES = ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
+MMARCO_LANGUAGES = ["ar", "de", "en", "es", "hi", "ru", "zh"]  # mMARCO's share of the paper's languages
+MIRACL_REPORTED = ["sw", "bn", "hi", "ko", "th", "te", "fi", "ja", "es", "fr", "ru", "zh", "fa", "ar", "id"]
+
+PROFILES["small"] = {
+    "description": "Multilingual DistilBERT, 6k mMARCO groups in 7 languages, XQuAD-R + MLQA-R; CPU or free GPU.",
+    "models": ["mdistilbert"],
+    "strategies": ["X-X", "X-Y", "hybrid"],
+    "seeds": [0, 1],
+    "data": {
+        "train": [{"kind": "mmarco", "languages": MMARCO_LANGUAGES, "max_groups": 6000}],
+        "validation": {"kind": "squadshifts", "subset": "nyt", "max_items": 400},
+        "benchmarks": [{"kind": "xquad-r"}, {"kind": "mlqa-r"}],
+    },
+    "train": {"alpha": 0.5, "batch_size": 32, "max_steps": 150, "lr": 3e-5, "weight_decay": 0.01,
+              "temperature": 0.05, "val_every": 50, "val_batches": 4, "patience": 0, "checkpoint_every": 25,
+              "warmup_ratio": 0.1, "max_query_length": 64, "max_passage_length": 128},
+}
+
+PROFILES["paper"] = {
+    "description": "XLM-R base and LaBSE, paper hyperparameters, 3 seeds, XQuAD-R + MLQA-R + MIRACL, alpha sweep.",
+    "models": ["xlm-roberta-base", "labse"],
+    "strategies": ["X-X", "X-Y", "hybrid"],
+    "seeds": [0, 1, 2],
+    "alpha_sweep": {"model": "xlm-roberta-base", "alphas": [0.0, 0.25, 0.5, 0.75, 1.0], "seeds": [0]},
+    "data": {
+        "train": [{"kind": "mmarco", "languages": MMARCO_LANGUAGES, "max_groups": 400_000}],
+        "validation": {"kind": "squadshifts", "subset": "nyt", "max_items": 2000},
+        "benchmarks": [{"kind": "xquad-r"}, {"kind": "mlqa-r"},
+                       {"kind": "miracl", "languages": MIRACL_REPORTED}],
+    },
+    "train": {"alpha": 0.5, "batch_size": 100, "max_steps": 20_000, "lr": 3e-5, "weight_decay": 0.01,
+              "temperature": 0.05, "val_every": 500, "val_batches": 20, "patience": 5, "checkpoint_every": 250,
+              "warmup_ratio": 0.05, "max_query_length": 64, "max_passage_length": 256, "grad_cache_chunk": 0},
 }
 
 
