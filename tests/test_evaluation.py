@@ -1,0 +1,220 @@
+"""evaluate_embeddings / headline on a small synthetic benchmark, cross-checked with sklearn."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
+from hbkit.errors import ConfigError, DataError
+from hbkit.evaluation import (ALL_LANGUAGES, COLUMNS, NO_LANGUAGE, evaluate_embeddings, evaluate_model, headline,
+                              per_query_language)
+
+LANGS = ["de", "en", "fr"]
+
+
+def _bench(seed: int = 0, n_items: int = 12, n_cand: int = 15) -> RetrievalBenchmark:
+    """3 languages; every item has a query per language (fr misses one) and an answer per language."""
+    rng = np.random.default_rng(seed)
+    queries, cands = [], []
+    for lang in LANGS:
+        for i in range(n_items):
+            if lang == "fr" and i == 0:
+                continue
+            queries.append(Query(f"{lang}:q{i}", f"x{i}", lang, f"question {i} in {lang}"))
+        owner = rng.integers(0, n_cand, size=n_items)  # the sentence answering item i
+        if lang == "de":
+            owner[3] = owner[4] = 2  # one sentence answers two items
+        for j in range(n_cand):
+            xids = tuple(f"x{i}" for i in range(n_items) if owner[i] == j)
+            cands.append(Candidate(f"{lang}:{j}", lang, f"sentence {j} in {lang}", f"paragraph {lang}", xids))
+    return RetrievalBenchmark("synthetic", queries, cands)
+
+
+def _embeddings(bench: RetrievalBenchmark, seed: int = 0, d: int = 8):
+    """Quantised embeddings (multiples of 1/8): float32 dot products are exact, and ties occur."""
+    rng = np.random.default_rng(seed)
+    item = {f"x{i}": rng.normal(size=d) for i in range(20)}
+    q = np.stack([item[qq.xid] + rng.normal(size=d) for qq in bench.queries])
+    c = np.stack([sum((item[x] for x in cd.xids), np.zeros(d)) + rng.normal(size=d) for cd in bench.candidates])
+    quant = lambda a: (np.round(a / np.linalg.norm(a, axis=1, keepdims=True) * 8) / 8).astype(np.float32)
+    return quant(q), quant(c)
+
+
+def _reference(bench, q, c, ks=(1, 10)) -> dict[tuple[str, str, str, str], float]:
+    """Slow per-query reference: sklearn AP, numpy ranks."""
+    s = q.astype(np.float64) @ c.astype(np.float64).T
+    cl = np.array([cd.lang for cd in bench.candidates])
+    acc: dict[tuple, list[float]] = {}
+    for i, qq in enumerate(bench.queries):
+        qlang = qq.lang or NO_LANGUAGE
+        rel = np.zeros(len(bench.candidates), bool)
+        rel[bench.relevant[i]] = True
+        blocks = [("multilingual", ALL_LANGUAGES, np.ones(len(cl), bool))]
+        if qq.lang is not None:
+            blocks += [("monolingual" if lang == qq.lang else "cross-lingual", lang, cl == lang) for lang in LANGS]
+        for setting, clang, cols in blocks:
+            y, sc = rel[cols], s[i, cols]
+            if not y.any():
+                continue
+            ranks = np.array([(sc >= v).sum() for v in sc[y]])
+            acc.setdefault((setting, qlang, clang, "mAP"), []).append(average_precision_score(y, sc))
+            for k in ks:
+                acc.setdefault((setting, qlang, clang, f"R@{k}"), []).append((ranks <= k).mean())
+            if setting == "multilingual":
+                best = {}
+                for r, lang in zip(ranks, cl[cols][y]):
+                    best[lang] = min(best.get(lang, r), r)
+                if len(best) >= 2:
+                    acc.setdefault((setting, qlang, clang, "rank_distance"), []).append(
+                        max(best.values()) - min(best.values()))
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+@pytest.fixture(scope="module")
+def case():
+    bench = _bench()
+    q, c = _embeddings(bench)
+    df = evaluate_embeddings(bench, q, c, meta={"model": "toy", "strategy": "hybrid", "seed": 3})
+    return bench, q, c, df
+
+
+def test_tidy_shape_and_columns(case):
+    bench, _, _, df = case
+    assert list(df.columns) == COLUMNS
+    counts = df.groupby("setting").size().to_dict()
+    assert counts == {"monolingual": 3 * 3, "cross-lingual": 6 * 3, "multilingual": 3 * 4}
+    assert set(df.metric) == {"mAP", "R@1", "R@10", "rank_distance"}
+    assert set(df[df.setting == "multilingual"].candidate_lang) == {ALL_LANGUAGES}
+    assert (df.model == "toy").all() and (df.strategy == "hybrid").all() and (df.seed == 3).all()
+    assert (df.benchmark == "synthetic").all()
+    mono = df[df.setting == "monolingual"]
+    assert (mono.query_lang == mono.candidate_lang).all()
+    assert df.set_index(["setting", "query_lang", "candidate_lang", "metric"]).index.is_unique
+    # fr has one query fewer; every query has a relevant candidate in every language here
+    n = df[(df.metric == "mAP")].set_index(["setting", "query_lang", "candidate_lang"]).n_queries
+    assert n[("monolingual", "fr", "fr")] == 11 and n[("cross-lingual", "en", "de")] == 12
+    assert n[("multilingual", "de", ALL_LANGUAGES)] == 12
+
+
+def test_values_match_sklearn_reference(case):
+    bench, q, c, df = case
+    ref = _reference(bench, q, c)
+    got = {(r.setting, r.query_lang, r.candidate_lang, r.metric): r.value for r in df.itertuples()}
+    assert set(got) == set(ref)
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+    # the synthetic signal makes metrics non-trivial
+    assert 0.2 < got[("monolingual", "en", "en", "mAP")] < 1.0
+
+
+def test_headline_macro_averages(case):
+    _, _, _, df = case
+    pq = per_query_language(df)
+    cross = pq[(pq.setting == "cross-lingual") & (pq.metric == "mAP")].set_index("query_lang")
+    for lang in LANGS:
+        rows = df[(df.setting == "cross-lingual") & (df.metric == "mAP") & (df.query_lang == lang)]
+        assert len(rows) == 2 and cross.loc[lang, "n_candidate_langs"] == 2
+        assert cross.loc[lang, "value"] == pytest.approx(rows.value.mean())
+    hl = headline(df).set_index(["setting", "metric"])
+    assert len(hl) == 3 + 3 + 4
+    assert hl.loc[("cross-lingual", "mAP"), "value"] == pytest.approx(cross.value.mean())
+    mono = df[(df.setting == "monolingual") & (df.metric == "R@1")].value.mean()
+    assert hl.loc[("monolingual", "R@1"), "value"] == pytest.approx(mono)
+    assert (hl.n_query_langs == 3).all() and (hl.model == "toy").all()
+    # runs with different seeds stay apart
+    both = headline(pd.concat([df, df.assign(seed=4)]))
+    assert sorted(both.seed.unique()) == [3, 4]
+
+
+def test_chunking_and_settings_subset(case):
+    bench, q, c, df = case
+    small = evaluate_embeddings(bench, torch.from_numpy(q), torch.from_numpy(c), chunk_size=2,
+                                meta={"model": "toy", "strategy": "hybrid", "seed": 3})
+    pd.testing.assert_frame_equal(small, df)
+    multi = evaluate_embeddings(bench, q, c, settings=("multilingual",), ks_multi=(5,))
+    assert set(multi.metric) == {"mAP", "R@5", "rank_distance"} and len(multi) == 9
+    assert (multi.model == "").all() and (multi.seed == -1).all()
+
+
+def test_candidate_order_does_not_matter(case):
+    bench, q, c, df = case
+    perm = np.random.default_rng(7).permutation(len(bench.candidates))  # languages interleaved
+    shuffled = RetrievalBenchmark(bench.name, bench.queries, [bench.candidates[j] for j in perm])
+    got = evaluate_embeddings(shuffled, q, c[perm], meta={"model": "toy", "strategy": "hybrid", "seed": 3})
+    pd.testing.assert_frame_equal(got, df)
+
+
+def test_language_less_queries_do_not_crash():
+    # images as queries (lang None) against captions in 2 languages
+    rng = np.random.default_rng(1)
+    queries = [Query(f"img{i}", f"x{i}", None, f"img{i}.jpg") for i in range(6)]
+    cands = [Candidate(f"{lang}:{i}", lang, f"caption {i}", "", (f"x{i}",)) for lang in ("de", "en") for i in range(6)]
+    bench = RetrievalBenchmark("toy-images", queries, cands)
+    q = (np.round(rng.normal(size=(6, 4)) * 4) / 4).astype(np.float32)
+    c = (np.round(rng.normal(size=(12, 4)) * 4) / 4).astype(np.float32)
+    df = evaluate_embeddings(bench, q, c)
+    assert set(df.setting) == {"multilingual"} and set(df.query_lang) == {NO_LANGUAGE}
+    got = {(r.setting, r.query_lang, r.candidate_lang, r.metric): r.value for r in df.itertuples()}
+    ref = {k: v for k, v in _reference(bench, q, c).items()}
+    assert set(got) == set(ref)
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, abs=1e-12)
+    assert headline(df).set_index("metric").loc["rank_distance", "n_query_langs"] == 1
+    # the other direction: captions as queries, language-less images as candidates
+    t2i = RetrievalBenchmark("toy-t2i", [Query(f"{cd.cid}", cd.xids[0], cd.lang, cd.text) for cd in cands],
+                             [Candidate(q_.qid, None, q_.text, "", (q_.xid,)) for q_ in queries])
+    df2 = evaluate_embeddings(t2i, c, q)
+    assert set(df2.setting) == {"multilingual"} and set(df2.query_lang) == {"de", "en"}
+    assert set(df2.metric) == {"mAP", "R@1", "R@10"}  # no rank distance without candidate languages
+    ref2 = _reference(t2i, c, q)
+    got2 = {(r.setting, r.query_lang, r.candidate_lang, r.metric): r.value for r in df2.itertuples()}
+    assert set(got2) == set(ref2) and all(got2[k] == pytest.approx(v, abs=1e-12) for k, v in ref2.items())
+
+
+class _HashEncoder:
+    """A deterministic toy encoder with the hbkit encode() interface (records its calls)."""
+
+    def __init__(self, d: int = 8):
+        self.d, self.calls = d, []
+
+    def encode(self, texts, kind="passage", batch_size=64, show_progress=None, contexts=None):
+        self.calls.append((kind, batch_size, show_progress, contexts is not None))
+        out = []
+        for j, t in enumerate(texts):
+            key = t + (contexts[j] if contexts is not None else "")
+            v = np.random.default_rng(zlib.crc32(f"{kind}|{key}".encode())).normal(size=self.d)
+            out.append(v / np.linalg.norm(v))
+        return torch.tensor(np.stack(out), dtype=torch.float32)
+
+
+def test_evaluate_model_encodes_queries_and_passages():
+    bench = _bench(seed=2)
+    enc = _HashEncoder()
+    df = evaluate_model(enc, bench, batch_size=7, use_context=True, meta={"model": "hash"})
+    assert enc.calls == [("query", 7, False, False), ("passage", 7, False, True)]  # HBKIT_PROGRESS=0 under test
+    q = enc.encode([x.text for x in bench.queries], kind="query")
+    c = enc.encode([x.text for x in bench.candidates], kind="passage", contexts=[x.context for x in bench.candidates])
+    pd.testing.assert_frame_equal(df, evaluate_embeddings(bench, q, c, meta={"model": "hash"}))
+
+
+def test_errors_name_the_problem(case):
+    bench, q, c, _ = case
+    with pytest.raises(DataError, match="shape"):
+        evaluate_embeddings(bench, q[:-1], c)
+    with pytest.raises(DataError, match="dimension"):
+        evaluate_embeddings(bench, q, c[:, :4])
+    bad = q.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        evaluate_embeddings(bench, bad, c)
+    with pytest.raises(ConfigError, match="settings"):
+        evaluate_embeddings(bench, q, c, settings=("bilingual",))
+    with pytest.raises(ConfigError, match="meta"):
+        evaluate_embeddings(bench, q, c, meta={"modle": "x"})
+    with pytest.raises(DataError, match="columns"):
+        headline(pd.DataFrame({"value": [1.0]}))
