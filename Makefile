@@ -14,7 +14,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "hbkit needs Python 3.10+; run make PYTHON=python3.11 ..."'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,bench]"
 	@touch $(STAMP)
 
 replicate: $(STAMP)
@@ -34,6 +34,7 @@ notebook-test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_eval.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_search.py
 
 clean:
 	rm -rf $(OUTPUT_DIR)/test

@@ -217,9 +217,12 @@ def evaluate(spec: RunSpec, show_progress: bool | None = None, force: bool = Fal
         if src["kind"] == "miracl":
             from .miracl import evaluate_miracl
 
-            dfs = [evaluate_miracl(encoder, lang, src.get("corpus"), root=src.get("path"),
-                                   max_passages=src.get("max_passages")) for lang in src["languages"]]
-            df = pd.concat(dfs, ignore_index=True).assign(**meta)
+            from .sources import local_dir
+
+            root = src.get("path") or local_dir("miracl")
+            df = pd.concat([evaluate_miracl(encoder, lang, src.get("corpus"), root=root, meta=meta,
+                                            show_progress=show_progress) for lang in src["languages"]],
+                           ignore_index=True)
         else:
             df = evaluate_model(encoder, _benchmark(spec.profile, src), show_progress=show_progress, meta=meta)
         write_csv(df, part)

@@ -17,7 +17,7 @@ import pandas as pd
 MODEL_NAMES = {"xlm-roberta-base": "xlm-r", "xlm-roberta-large": "xlm-r", "labse": "labse"}
 #: our metric names -> the paper's
 METRIC_NAMES = {"mAP": "map", "R@1": "recall@1", "R@10": "recall@10", "rank_distance": "rank_distance",
-                "nDCG@10": "ndcg@10", "Recall@100": "recall@100"}
+                "nDCG@10": "ndcg@10", "R@100": "recall@100"}
 STRATEGY_NAMES = {"X-X": "x-x", "X-Y": "x-y", "hybrid": "hybrid"}
 #: Table 1 (mAP summary) and 2 are the ``mean`` rows of Tables 3–6.
 SUMMARY_TABLES = {"T1": ("map", ("T3", "T4", "T5", "T6"))}

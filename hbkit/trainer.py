@@ -352,7 +352,7 @@ class Trainer:
                 last = torch.load(self.latest_path, weights_only=False)["step"] if self.latest_path.exists() else None
                 bar.close()
                 raise TrainingDivergedError(
-                    f"Loss became {float(loss)} at step {step + 1} ({batch.mode} batch). Training stopped. "
+                    f"Loss became {float(loss.detach())} at step {step + 1} ({batch.mode} batch). Training stopped. "
                     + (f"The last good checkpoint (step {last}) is kept at {self.latest_path}; "
                        if last is not None else "No checkpoint was written yet; ")
                     + "lower the learning rate, raise the temperature, or use precision='fp32', then rerun to resume."

@@ -16,12 +16,13 @@ def _name(req: str) -> str:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    pip_reqs = {_name(r): r.replace(" ", "") for r in project["dependencies"]}
+    reqs = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    pip_reqs = {_name(r): r.replace(" ", "") for r in reqs}
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     conda_reqs = {_name(r): r.replace(" ", "") for r in pip_section if not r.startswith("-e")}
     assert conda_reqs == pip_reqs
-    assert "-e ." in pip_section
+    assert "-e .[test,bench]" in pip_section
     for needed in ("torch", "transformers", "datasets", "open-clip-torch", "matplotlib", "papermill", "nbval",
                    "jupyterlab"):
         assert needed in pip_reqs, needed
