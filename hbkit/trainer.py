@@ -206,9 +206,11 @@ class Trainer:
 
     def _loss(self, queries, positives, negatives) -> torch.Tensor:
         q = self._embed(queries, "query")
-        p = self._embed(positives, "passage")
-        n = self._embed(negatives, "passage") if negatives is not None else None
-        return self.loss_fn(q, p, n)
+        if negatives is None:
+            return self.loss_fn(q, self._embed(positives, "passage"), None)
+        # positives and hard negatives in one forward pass (fewer, larger matrix products)
+        pn = self._embed(list(positives) + list(negatives), "passage")
+        return self.loss_fn(q, pn[: len(positives)], pn[len(positives):])
 
     def _forward_backward(self, queries, positives, negatives, scaler) -> torch.Tensor:
         """Loss of one batch with gradients accumulated into the parameters (plain or cached)."""
