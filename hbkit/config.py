@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from .errors import ConfigError

@@ -52,13 +52,13 @@ to, but not exactly, those computed on LAReQA's released files.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from .benchmark import Candidate, Query, RetrievalBenchmark
+from .squad_json import read_squad_json
 from .errors import DataError, UnknownLanguageError
 from .languages import check_language, check_languages
 
@@ -245,15 +245,7 @@ def read_mlqa_squad_json(path: str | os.PathLike, lang: str) -> list[MLQARecord]
     """
     check_language(lang, MLQA_R_LANGUAGES, where="MLQA-R")
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise DataError(f"MLQA file not found: {file}. {_HOW_TO_GET}")
-    try:
-        with open(file, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"MLQA file {file} is not valid JSON ({exc}). Re-download it. {_HOW_TO_GET}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise DataError(f"MLQA file {file} has no top-level 'data' list (not SQuAD format). {_HOW_TO_GET}")
+    data = read_squad_json(file, "MLQA file", _HOW_TO_GET)
     records: list[MLQARecord] = []
     try:
         for article in data["data"]:
@@ -475,7 +467,7 @@ def load_mlqa_r(root: str | os.PathLike | None = None, languages: Sequence[str] 
     if missing:
         have = ", ".join(sorted(found)) or "none"
         hint = ("" if download else " Pass download=True to fetch the official archive, or") + \
-            f" pass root= the MLQA_V1 folder that holds dev/dev-context-<l>-question-<l>.json."
+            " pass root= the MLQA_V1 folder that holds dev/dev-context-<l>-question-<l>.json."
         raise DataError(f"MLQA-R: no dev file for {missing} under {folder} (found languages: {have}).{hint} "
                         f"{_HOW_TO_GET}")
     return build_mlqa_r({lang: found[lang] for lang in langs}, langs)

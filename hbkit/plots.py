@@ -6,13 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .atomic import atomic_path  # noqa: E402
+from .atomic import atomic_path
 
 STRATEGY_ORDER = ["X-X", "X-Y", "hybrid"]
 SETTING_ORDER = ["monolingual", "cross-lingual", "multilingual"]

@@ -14,14 +14,16 @@ from copy import deepcopy
 
 from .errors import ConfigError
 
+#: The demo world trains, validates and evaluates on its own splits.
+DEMO_DATA = {"train": [{"kind": "demo"}], "validation": {"kind": "demo"}, "benchmarks": [{"kind": "demo"}]}
+
 PROFILES: dict[str, dict] = {
     "demo": {
         "description": "Embedded toy world, tiny XLM-R-shaped model pre-trained with masked LM, CPU.",
         "models": ["tiny-xlmr"],
         "strategies": ["X-X", "X-Y", "hybrid"],
         "seeds": [0, 1],
-        "data": {"train": [{"kind": "demo"}], "validation": {"kind": "demo"}, "benchmarks": [{"kind": "demo"}]},
-        "data": {"train": [{"kind": "demo"}], "validation": {"kind": "demo"}, "benchmarks": [{"kind": "demo"}]},
+        "data": DEMO_DATA,
         "world": {"seed": 0, "n_train_entities": 400, "n_val_entities": 60, "n_test_entities": 80},
         "tiny_model": {"vocab_size": 2000, "hidden_size": 64, "num_layers": 2, "num_heads": 2,
                        "intermediate_size": 128, "mlm_steps": 300},
@@ -34,7 +36,7 @@ PROFILES: dict[str, dict] = {
         "models": ["tiny-xlmr"],
         "strategies": ["X-X", "X-Y", "hybrid"],
         "seeds": [0, 1],
-        "data": {"train": [{"kind": "demo"}], "validation": {"kind": "demo"}, "benchmarks": [{"kind": "demo"}]},
+        "data": DEMO_DATA,
         "world": {"seed": 0, "n_train_entities": 40, "n_val_entities": 10, "n_test_entities": 12},
         "tiny_model": {"vocab_size": 600, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
                        "intermediate_size": 64, "mlm_steps": 10},

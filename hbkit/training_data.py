@@ -97,6 +97,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .atomic import atomic_path
+from .squad_json import read_squad_json
 from .errors import ConfigError, DataError, UnknownLanguageError
 from .languages import LANGUAGES, check_language, check_languages
 from .parallel import ParallelDataset, ParallelItem
@@ -784,15 +785,7 @@ def _squadshifts_file(subset: str, source: str | os.PathLike | None) -> Path:
 
 def _read_squad(path: Path) -> list[list[tuple[str, list[tuple[str, str, list[tuple[str, int]]]]]]]:
     """Articles -> paragraphs (context, questions (id, question, answers (text, start)))."""
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}). Download it again.") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 JSON ({exc.reason}). Download it again.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise DataError(f"{path} has no top-level 'data' list: not a SQuAD-format file.")
+    data = read_squad_json(path, "SQuADShifts file", "Download it again, or pass source=None to download it.")
     articles = []
     try:
         for a_index, article in enumerate(data["data"]):

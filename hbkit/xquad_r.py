@@ -25,12 +25,12 @@ question has exactly one answer sentence per language (11 in the pooled set).
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
 
 from .benchmark import Candidate, Query, RetrievalBenchmark
+from .squad_json import read_squad_json
 from .errors import DataError
 from .languages import check_languages
 
@@ -122,17 +122,7 @@ def _resolve_folder(path: str | os.PathLike) -> Path:
 
 
 def _read_file(file: Path) -> dict:
-    if not file.is_file():
-        raise DataError(f"XQuAD-R file not found: {file}. {_HOW_TO_GET}")
-    try:
-        with open(file, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"XQuAD-R file {file} is not valid JSON ({exc}). Re-download it: {_HOW_TO_GET}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise DataError(f"XQuAD-R file {file} has no top-level 'data' list (not SQuAD format). "
-                        f"Re-download it: {_HOW_TO_GET}")
-    return data
+    return read_squad_json(file, "XQuAD-R file", _HOW_TO_GET)
 
 
 def _load_language(file: Path, lang: str) -> tuple[list[Query], list[Candidate]]:
