@@ -45,15 +45,20 @@ class InfoNCELoss(nn.Module):
     def temperature(self) -> float:
         return float(torch.exp(-self.log_scale.detach()))
 
-    def forward(self, q: torch.Tensor, p: torch.Tensor, n: torch.Tensor | None = None) -> torch.Tensor:
-        """q, p: (b, d); n: (b, d) or None. Returns the scalar mean loss over the b local queries."""
+    def forward(self, q: torch.Tensor, p: torch.Tensor, n: torch.Tensor | None = None,
+                gather: bool = True) -> torch.Tensor:
+        """q, p: (b, d); n: (b, d) or None. Returns the scalar mean loss over the b local queries.
+
+        ``gather=False`` keeps the candidates local (e.g. a validation batch every process holds whole).
+        """
         if self.denominator == "paper" and n is None:
             raise ConfigError("denominator='paper' needs hard negatives; use denominator='batch' without them.")
         b = q.shape[0]
-        p_all = gather_with_grad(p)
+        collect = gather_with_grad if gather else (lambda x: x)
+        p_all = collect(p)
         offset = rank() * b if p_all.shape[0] != b else 0
         targets = torch.arange(b, device=q.device) + offset
-        cands = p_all if n is None else torch.cat([p_all, gather_with_grad(n)], 0)
+        cands = p_all if n is None else torch.cat([p_all, collect(n)], 0)
         logits = q @ cands.T * self.log_scale.exp()
         if self.denominator == "paper":
             mask = torch.zeros_like(logits, dtype=torch.bool)

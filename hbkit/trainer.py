@@ -204,13 +204,13 @@ class Trainer:
         with autocast(self.device, self.precision):
             return self.encoder.embed(texts, kind)
 
-    def _loss(self, queries, positives, negatives) -> torch.Tensor:
+    def _loss(self, queries, positives, negatives, gather: bool = True) -> torch.Tensor:
         q = self._embed(queries, "query")
         if negatives is None:
-            return self.loss_fn(q, self._embed(positives, "passage"), None)
+            return self.loss_fn(q, self._embed(positives, "passage"), None, gather=gather)
         # positives and hard negatives in one forward pass (fewer, larger matrix products)
         pn = self._embed(list(positives) + list(negatives), "passage")
-        return self.loss_fn(q, pn[: len(positives)], pn[len(positives):])
+        return self.loss_fn(q, pn[: len(positives)], pn[len(positives):], gather=gather)
 
     def _forward_backward(self, queries, positives, negatives, scaler) -> torch.Tensor:
         """Loss of one batch with gradients accumulated into the parameters (plain or cached)."""
@@ -251,7 +251,8 @@ class Trainer:
         was = self.encoder.training
         self.encoder.eval()
         try:
-            losses = [float(self._loss(*b)) for b in batches]
+            # every process holds the whole validation batch: no gathering
+            losses = [float(self._loss(*b, gather=False)) for b in batches]
         finally:
             self.encoder.train(was)
         return float(np.mean(losses))

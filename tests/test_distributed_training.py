@@ -19,14 +19,14 @@ WORLD = dict(seed=4, n_train_entities=30, n_val_entities=6, n_test_entities=6)
 
 
 def _cfg():
-    return TrainConfig(strategy="hybrid", batch_size=8, max_steps=4, lr=1e-3, val_every=0, checkpoint_every=2,
-                       log_every=1, seed=0, show_progress=False)
+    return TrainConfig(strategy="hybrid", batch_size=8, max_steps=4, lr=1e-3, val_every=2, val_batches=2,
+                       checkpoint_every=2, log_every=1, seed=0, show_progress=False)
 
 
 def _train(model_dir, run_dir):
     world = make_demo_world(**WORLD)
     enc = BiEncoder(EncoderConfig(model=str(model_dir), max_query_length=32, max_passage_length=48))
-    return Trainer(enc, world.train, _cfg(), run_dir).fit()
+    return Trainer(enc, world.train, _cfg(), run_dir, validation=world.validation).fit()
 
 
 def _worker(rank, world_size, init_file, model_dir, run_dir):
@@ -65,7 +65,11 @@ def test_two_processes_match_one_process(model_dir, tmp_path):
         if base is not None and not torch.allclose(a[k], base[k]):
             moved += 1
     assert base is None or moved > 5  # training did change the weights
-    la = [json.loads(x)["loss"] for x in (tmp_path / "single" / "train_log.jsonl").read_text().splitlines()]
-    lb = [json.loads(x)["loss"] for x in (tmp_path / "ddp" / "train_log.jsonl").read_text().splitlines()]
-    # rank 0 logs its local loss; the global loss is the mean over ranks, so only the first step's scale is checked
-    assert len(la) == len(lb) == 4
+    la = (tmp_path / "single" / "train_log.jsonl").read_text().splitlines()
+    lb = (tmp_path / "ddp" / "train_log.jsonl").read_text().splitlines()
+    assert len(la) == len(lb) == 6  # 4 training steps + 2 validations
+    va = [json.loads(x)["val_loss"] for x in (tmp_path / "single" / "train_log.jsonl").read_text().splitlines()
+          if "val_loss" in x]
+    vb = [json.loads(x)["val_loss"] for x in (tmp_path / "ddp" / "train_log.jsonl").read_text().splitlines()
+          if "val_loss" in x]
+    assert va == pytest.approx(vb, rel=1e-5)  # validation batches are not gathered across processes

@@ -84,9 +84,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(model_dir, world, tmp_pat
     real_forward = t.loss_fn.forward
     calls = {"n": 0}
 
-    def flaky(*args):
+    def flaky(*args, **kw):
         calls["n"] += 1
-        out = real_forward(*args)
+        out = real_forward(*args, **kw)
         return out * float("nan") if calls["n"] == 7 else out
 
     t.loss_fn.forward = flaky
