@@ -70,3 +70,15 @@ def test_claims_on_the_papers_pattern_and_on_its_opposite():
     assert table.loc[("m", "b", "monolingual", "mAP"), "X-X"] == "0.795 ± 0.007 (n=2)"
     text = reading(paper, c, profile="demo")
     assert "TOY" in text and "9 of 9" in text
+
+
+def test_planned_runs_cover_strategies_seeds_and_alpha_sweep():
+    from hbkit.replicate import planned_runs
+
+    demo = planned_runs("demo", "runs")
+    assert {(r["strategy"], r["seed"]) for r in demo} == {(s, k) for s in ("X-X", "X-Y", "hybrid") for k in (0, 1)}
+    paper = planned_runs("paper", "runs")
+    assert len(paper) == 2 * 3 * 3 + 4  # models × strategies × seeds, plus α ∈ {0, .25, .75, 1} (0.5 is "hybrid")
+    labels = {ex.RunSpec(**r).label for r in paper}
+    assert {"hybrid-alpha0", "hybrid-alpha0.25", "hybrid-alpha0.75", "hybrid-alpha1"} <= labels
+    assert all(r["batch_size"] == 100 and r["lr"] == 3e-5 for r in paper)  # the paper's hyperparameters
