@@ -28,6 +28,18 @@ from .profiles import get_profile
 TINY_MODELS = {"tiny-xlmr": "xlmr", "tiny-labse": "bert"}
 
 
+def resolve_output_dir(output_dir: str | Path) -> Path:
+    """An absolute output folder. A relative one is taken from the hbkit checkout's root when hbkit
+    runs from a checkout (so JupyterLab in ``notebooks/`` and ``make replicate`` share ``runs/``),
+    else from the working directory (Colab, Kaggle, a pip install)."""
+    path = Path(output_dir).expanduser()
+    if path.is_absolute():
+        return path
+    checkout = Path(__file__).resolve().parents[1]
+    base = checkout if (checkout / "notebooks").is_dir() and (checkout / "pyproject.toml").exists() else Path.cwd()
+    return (base / path).resolve()
+
+
 def run_label(strategy: str, alpha: float, default_alpha: float = 0.5) -> str:
     """The run's label: the strategy, or ``hybrid-alpha<α>`` for a hybrid run with a non-default α."""
     if strategy == "hybrid" and float(alpha) != float(default_alpha):
@@ -63,7 +75,7 @@ class RunSpec:
 
     @property
     def profile_dir(self) -> Path:
-        return Path(self.output_dir).expanduser().resolve() / self.profile
+        return resolve_output_dir(self.output_dir) / self.profile
 
     @property
     def label(self) -> str:
@@ -141,7 +153,7 @@ def prepare_model(profile: str, output_dir: str, model: str) -> Path:
     if model not in TINY_MODELS:
         raise UnknownModelError(f"Unknown tiny model {model!r}; choose one of {', '.join(TINY_MODELS)}.")
     prof = get_profile(profile)
-    out = Path(output_dir).expanduser().resolve() / profile / "assets" / model
+    out = resolve_output_dir(output_dir) / profile / "assets" / model
     return make_tiny_model(TINY_MODELS[model], out, demo_world(profile).texts(), seed=prof["world"]["seed"],
                            **prof["tiny_model"])
 
@@ -239,7 +251,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 def collect_results(output_dir: str, profile: str) -> pd.DataFrame:
     """Concatenate every evaluated run of a profile; writes ``<profile>/results.csv``."""
-    root = Path(output_dir).expanduser().resolve() / profile
+    root = resolve_output_dir(output_dir) / profile
     files = sorted((root / "runs").glob("*/*/seed*/results.csv"))
     if not files:
         raise DataError(f"No evaluated runs under {root / 'runs'}. Run the training and evaluation notebooks "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .atomic import atomic_path
 from .errors import HbkitError
-from .experiment import RunSpec
+from .experiment import RunSpec, resolve_output_dir
 from .profiles import get_profile
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -63,7 +63,7 @@ def planned_runs(profile: str, output_dir: str) -> list[dict]:
 def replicate(profile: str, output_dir: str, fresh: bool = False) -> Path:
     """Run all notebooks of ``profile``; returns the profile directory."""
     prof = get_profile(profile)
-    out_root = Path(output_dir).expanduser().resolve()
+    out_root = resolve_output_dir(output_dir)
     root = out_root / profile
     if fresh and root.exists():
         shutil.rmtree(root)

@@ -22,9 +22,13 @@ def test_bad_notebook_parameters(kw, err, msg):
         ex.RunSpec(**kw)
 
 
-def test_run_dir_layout(tmp_path):
+def test_run_dir_layout(tmp_path, monkeypatch):
     spec = ex.RunSpec(output_dir=str(tmp_path), strategy="X-Y", seed=3)
     assert spec.run_dir == tmp_path / "demo" / "runs" / "tiny-xlmr" / "X-Y" / "seed3"
+    # a relative output folder means the same place from the notebooks/ folder and from the repository root
+    repo = ex.Path(ex.__file__).resolve().parents[1]
+    monkeypatch.chdir(repo / "notebooks")
+    assert ex.RunSpec(output_dir="runs").profile_dir == repo / "runs" / "demo"
 
 
 def test_evaluate_before_training_and_collect_without_runs(tmp_path):
