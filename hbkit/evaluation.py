@@ -46,7 +46,18 @@ BLOCK_BYTES = 128 * 2**20
 _KEYS = ["model", "strategy", "seed", "benchmark", "setting"]
 
 __all__ = ["SETTINGS", "COLUMNS", "NO_LANGUAGE", "ALL_LANGUAGES", "evaluate_embeddings", "evaluate_model",
-           "per_query_language", "headline"]
+           "per_query_language", "headline", "row_keys"]
+
+
+def row_keys(meta: Mapping[str, Any] | None, benchmark: str) -> dict:
+    """The identifying columns of a result row: ``model``, ``strategy``, ``seed`` from ``meta``
+    (defaults "", "", -1) and ``benchmark``. Other meta keys raise ConfigError."""
+    meta = dict(meta or {})
+    unknown = set(meta) - {"model", "strategy", "seed"}
+    if unknown:
+        raise ConfigError(f"Unknown meta keys {sorted(unknown)}: use only model, strategy, seed.")
+    return {"model": str(meta.get("model", "")), "strategy": str(meta.get("strategy", "")),
+            "seed": int(meta.get("seed", -1)), "benchmark": benchmark}
 
 
 def _as_matrix(x, name: str, n: int) -> torch.Tensor:
@@ -99,12 +110,7 @@ def evaluate_embeddings(bench: RetrievalBenchmark, query_emb, cand_emb, *,
     if q.shape[1] != c.shape[1]:
         raise DataError(f"query_emb has dimension {q.shape[1]} but cand_emb has {c.shape[1]}: "
                         "encode both with the same model.")
-    meta = dict(meta or {})
-    unknown = set(meta) - {"model", "strategy", "seed"}
-    if unknown:
-        raise ConfigError(f"Unknown meta keys {sorted(unknown)}: use only model, strategy, seed.")
-    base = {"model": str(meta.get("model", "")), "strategy": str(meta.get("strategy", "")),
-            "seed": int(meta.get("seed", -1)), "benchmark": bench.name}
+    base = row_keys(meta, bench.name)
     n_c = c.shape[0]
     if chunk_size is None:
         step = max(1, BLOCK_BYTES // (4 * n_c))

@@ -38,6 +38,7 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 
 from .errors import ConfigError, DataError, UnknownLanguageError
+from .evaluation import COLUMNS, row_keys
 from .progress import progress, progress_enabled
 from .search import StreamingTopK
 from .trec_metrics import trec_evaluate
@@ -54,9 +55,6 @@ PAPER_LANGUAGES: tuple[str, ...] = ("sw", "bn", "hi", "ko", "th", "te", "fi", "j
 HUB_DATASET = "miracl/miracl"
 HUB_CORPUS = "miracl/miracl-corpus"
 BENCHMARK = "miracl-dev"
-#: Columns of :func:`evaluate_miracl`'s table (the same as hbkit.evaluation's tables).
-COLUMNS: list[str] = ["model", "strategy", "seed", "benchmark", "setting", "query_lang", "candidate_lang",
-                      "metric", "value", "n_queries"]
 DEFAULT_CHUNK_SIZE = 16_384
 
 __all__ = ["MIRACL_LANGUAGES", "PAPER_LANGUAGES", "HUB_DATASET", "HUB_CORPUS", "BENCHMARK", "COLUMNS",
@@ -374,10 +372,7 @@ def evaluate_miracl(encoder, lang: str, corpus_source: str | os.PathLike | None,
         raise ConfigError(f"k must be an integer >= 100 (Recall@100 needs the top 100), got {k!r}.")
     if not hasattr(encoder, "encode"):
         raise ConfigError(f"{type(encoder).__name__} has no encode(texts, kind=...) method: pass an hbkit encoder.")
-    meta = dict(meta or {})
-    unknown = set(meta) - {"model", "strategy", "seed"}
-    if unknown:
-        raise ConfigError(f"Unknown meta keys {sorted(unknown)}: use only model, strategy, seed.")
+    base = {**row_keys(meta, BENCHMARK), "setting": "monolingual", "query_lang": lang, "candidate_lang": lang}
     show = progress_enabled(show_progress)
     dev = load_miracl_dev(lang, root)
     chunks = iter_corpus(lang, corpus_source, chunk_size)  # checks the source before the slow encoding
@@ -408,9 +403,6 @@ def evaluate_miracl(encoder, lang: str, corpus_source: str | os.PathLike | None,
         warnings.warn(msg, stacklevel=2)
     run = searcher.to_run(qids)
     scores = trec_evaluate(run, dev.qrels, ndcg_ks=(10,), recall_ks=(100,))
-    base = {"model": str(meta.get("model", "")), "strategy": str(meta.get("strategy", "")),
-            "seed": int(meta.get("seed", -1)), "benchmark": BENCHMARK, "setting": "monolingual",
-            "query_lang": lang, "candidate_lang": lang}
     df = pd.DataFrame([{**base, "metric": name, "value": s.mean, "n_queries": s.n_queries}
                        for name, s in scores.items()], columns=COLUMNS)
     df = df.astype({"seed": "int64", "n_queries": "int64", "value": "float64"})

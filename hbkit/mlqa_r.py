@@ -52,6 +52,7 @@ to, but not exactly, those computed on LAReQA's released files.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 import os
 import re
 from pathlib import Path
@@ -366,12 +367,7 @@ def _language_part(records: Sequence[MLQARecord], lang: str) -> tuple[list[Query
                 if not 0 <= start < len(context):
                     raise DataError(f"MLQA {lang}: question {qid!r} has answer_start {start} outside its context "
                                     f"({len(context)} characters). The source file is damaged: re-download it.")
-                idx = 0
-                for t, (s, _) in enumerate(spans):
-                    if s <= start:
-                        idx = t
-                    else:
-                        break
+                idx = max(0, bisect_right([a for a, _ in spans], start) - 1)  # the sentence the answer starts in
                 if qid not in answered[idx]:
                     answered[idx].append(qid)
         for s_index, (a, b) in enumerate(spans):

@@ -467,3 +467,19 @@ def batch_language_histogram(batch: Batch | Iterable[PairRef]) -> dict[str, dict
     q = Counter(r.query_lang for r in refs)
     p = Counter(r.passage_lang for r in refs if r.passage_lang is not None)
     return {"query": dict(sorted(q.items())), "passage": dict(sorted(p.items()))}
+
+
+def batch_statistics(batches: Iterable[Batch], n: int | None = None) -> dict[str, int]:
+    """Counts over the first ``n`` batches (all when None): batches, X-X batches, pairs whose query and
+    passage languages are equal, and the most repeated groups within one batch (always 0)."""
+    stats = {"batches": 0, "X-X batches": 0, "pairs with query lang == passage lang": 0,
+             "max groups repeated in a batch": 0}
+    for i, b in enumerate(batches):
+        if n is not None and i >= n:
+            break
+        stats["batches"] += 1
+        stats["X-X batches"] += b.mode == XX
+        stats["pairs with query lang == passage lang"] += sum(r.query_lang == r.passage_lang for r in b.refs)
+        stats["max groups repeated in a batch"] = max(stats["max groups repeated in a batch"],
+                                                      len(b.refs) - len({r.group for r in b.refs}))
+    return stats

@@ -45,10 +45,26 @@ def launch(spec: RunSpec, nproc: int) -> None:
            "-m", "hbkit.train_run", "--profile", spec.profile, "--output-dir", spec.output_dir, "--model", spec.model,
            "--strategy", spec.strategy, "--seed", str(spec.seed), "--alpha", repr(spec.alpha),
            "--max-steps", str(spec.max_steps), "--batch-size", str(spec.batch_size), "--lr", repr(spec.lr)]
-    rc = subprocess.call(cmd, env={**os.environ, "HBKIT_PROGRESS": os.environ.get("HBKIT_PROGRESS", "1")})
+    rc = subprocess.call(cmd)
     if rc != 0:
         raise HbkitError(f"Distributed training exited with code {rc}; see the output above. Rerunning resumes "
                          f"from {spec.run_dir / 'checkpoints' / 'latest.pt'}.")
+
+
+def run_training(spec: RunSpec) -> dict:
+    """Train ``spec`` the way this machine allows: one process per GPU through torchrun when several
+    GPUs are visible, else in this process. Returns the run's train_state (a finished run is not retrained)."""
+    import json
+
+    import torch
+
+    from .experiment import train
+
+    state_file = spec.run_dir / "train_state.json"
+    if torch.cuda.device_count() > 1 and not state_file.exists():
+        launch(spec, nproc=torch.cuda.device_count())
+        return json.loads(state_file.read_text())
+    return train(spec)
 
 
 def main(argv=None) -> int:

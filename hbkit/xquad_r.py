@@ -25,6 +25,7 @@ question has exactly one answer sentence per language (11 in the pooled set).
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 import os
 from pathlib import Path
 from typing import Sequence
@@ -93,12 +94,7 @@ def answer_sentence(context: str, sentences: Sequence[str], answer_start: int, a
     same unlocated run that contains ``answer_text`` is preferred.
     """
     spans_, located = spans if spans is not None else sentence_spans(context, sentences)
-    idx = 0
-    for t, (start, _) in enumerate(spans_):
-        if start <= answer_start:
-            idx = t
-        else:
-            break
+    idx = max(0, bisect_right([start for start, _ in spans_], answer_start) - 1)
     if not located[idx] and answer_text and answer_text not in sentences[idx]:
         a = idx
         while a > 0 and not located[a - 1]:

@@ -361,3 +361,19 @@ def test_batch_size_larger_than_groups_of_a_language_or_xy_pool():
         HybridBatchSampler([], 10, 0.5)
     with pytest.raises(ConfigError, match="epoch must be an integer >= 0"):
         HybridBatchSampler(text_dataset(), 10, 0.5).set_epoch(-1)
+
+
+def test_batch_statistics_counts_modes_languages_and_repeats():
+    from hbkit.parallel import PairRef
+    from hbkit.samplers import Batch, batch_statistics
+
+    def batch(mode, refs):
+        return Batch(refs=tuple(PairRef(0, g, q, p) for g, q, p in refs), mode=mode, dataset=0, step=0, epoch=0)
+
+    batches = [batch("X-X", [(0, "en", "en"), (1, "en", "en")]),
+               batch("X-Y", [(2, "en", "de"), (2, "de", "ru"), (3, "ru", "ru")]),
+               batch("X-X", [(4, "de", "de")])]
+    stats = batch_statistics(iter(batches))
+    assert stats == {"batches": 3, "X-X batches": 2, "pairs with query lang == passage lang": 4,
+                     "max groups repeated in a batch": 1}
+    assert batch_statistics(iter(batches), n=1)["batches"] == 1

@@ -106,10 +106,10 @@ def test_errors(tmp_path):
     with pytest.raises(DataError, match="google-research-datasets/lareqa"):
         load_xquad_r(tmp_path / "nope")
     _write(tmp_path, "en", [_para("a1", "A b.", ["A b."], "b")])
-    with pytest.raises(DataError, match=r"de\.json"):
+    with pytest.raises(DataError, match=r"XQuAD-R file not found: .*de\.json"):
         load_xquad_r(tmp_path, languages=["en", "de"])
     (tmp_path / "de.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(DataError, match=r"de\.json"):
+    with pytest.raises(DataError, match=r"de\.json is not valid JSON .*Re-download it"):
         load_xquad_r(tmp_path, languages=["de"])
     (tmp_path / "de.json").write_text(json.dumps({"data": [{"paragraphs": [{"context": "x"}]}]}), encoding="utf-8")
     with pytest.raises(DataError, match="structure"):
