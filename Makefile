@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 replicate: $(STAMP)
-	$(PY) -m hbkit.replicate --profile $(PROFILE) --output-dir $(OUTPUT_DIR)
+	$(PY) -m hbkit.kit.replicate --profile $(PROFILE) --output-dir $(OUTPUT_DIR)
 
 test: unit-test notebook-test
 
@@ -28,7 +28,7 @@ unit-test: $(STAMP)
 # Executes the notebooks on the tiny `test` profile with papermill, then re-runs the executed
 # notebooks under nbval (cells marked NBVAL_CHECK_OUTPUT must reproduce their outputs).
 notebook-test: $(STAMP)
-	HBKIT_PROGRESS=0 $(PY) -m hbkit.replicate --profile test --output-dir $(OUTPUT_DIR) --fresh
+	HBKIT_PROGRESS=0 $(PY) -m hbkit.kit.replicate --profile test --output-dir $(OUTPUT_DIR) --fresh
 	HBKIT_PROGRESS=0 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(OUTPUT_DIR)/test/notebooks
 
 bench: $(STAMP)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from hbkit.benchmark import RetrievalBenchmark  # noqa: E402
 from hbkit.evaluation import ALL_LANGUAGES, evaluate_embeddings, headline  # noqa: E402
-from hbkit.xquad_r import load_xquad_r  # noqa: E402
+from hbkit.datasets.xquad_r import load_xquad_r  # noqa: E402
 
 DIM = 768
 SEED = 0

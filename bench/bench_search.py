@@ -2,7 +2,7 @@
 
 Target: 1,000,000 passages × 1,000 queries of 768-d L2-normalised embeddings, top-100, with
 peak resident memory under 2 GiB for hbkit (the corpus is never held: each seeded chunk is
-generated, added to :class:`hbkit.search.StreamingTopK` and dropped). faiss-cpu's exact
+generated, added to :class:`hbkit.engine.search.StreamingTopK` and dropped). faiss-cpu's exact
 ``IndexFlatIP`` must hold every vector (1M × 768 float32 = 2.9 GiB), so it runs in a separate
 subprocess on the same seeded chunks, and each process reports its own peak RSS
 (``resource.getrusage``). Both use the same number of threads. The script checks that the
@@ -81,7 +81,7 @@ def run_hbkit(args) -> dict:
     import torch
 
     sys.path.insert(0, str(REPO))
-    from hbkit.search import StreamingTopK
+    from hbkit.engine.search import StreamingTopK
 
     q = torch.from_numpy(make_queries(args.queries))
     searcher = StreamingTopK(q, args.k)

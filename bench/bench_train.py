@@ -19,10 +19,10 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 
 import torch  # noqa: E402
 
-from hbkit.demo_world import make_demo_world  # noqa: E402
-from hbkit.encoder import BiEncoder, EncoderConfig  # noqa: E402
+from hbkit.datasets.demo_world import make_demo_world  # noqa: E402
+from hbkit.models.bi_encoder import BiEncoder, EncoderConfig  # noqa: E402
 from hbkit.samplers import make_sampler  # noqa: E402
-from hbkit.tiny_models import make_tiny_model  # noqa: E402
+from hbkit.models.tiny import make_tiny_model  # noqa: E402
 from hbkit.trainer import TrainConfig, Trainer  # noqa: E402
 
 

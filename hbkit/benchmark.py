@@ -10,17 +10,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DataError
+from hbkit.errors import DataError
+from hbkit.parallel import IMAGE, TEXT, ImageRef
 
 
 @dataclass(frozen=True)
 class Query:
-    """A query. ``lang`` is ``None`` for a language-less query (an image)."""
+    """A query: a text in ``lang``, or an image (``image`` set, ``lang`` None, ``text`` empty)."""
 
     qid: str
     xid: str
     lang: str | None
     text: str
+    image: ImageRef | None = None
+
+    @property
+    def modality(self) -> str:
+        """``"image"`` or ``"text"``."""
+        return IMAGE if self.image is not None else TEXT
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,12 @@ class Candidate:
     text: str
     context: str = ""
     xids: tuple[str, ...] = field(default=())
+    image: ImageRef | None = None
+
+    @property
+    def modality(self) -> str:
+        """``"image"`` or ``"text"``."""
+        return IMAGE if self.image is not None else TEXT
 
 
 class RetrievalBenchmark:
@@ -75,10 +88,18 @@ class RetrievalBenchmark:
         return np.flatnonzero(self.candidate_lang_array == lang)
 
     def subset(self, langs: list[str]) -> "RetrievalBenchmark":
-        """The benchmark restricted to queries and candidates in ``langs``."""
+        """The benchmark restricted to the texts in ``langs``; language-less items (images) are kept."""
         keep = set(langs)
-        return RetrievalBenchmark(self.name, [q for q in self.queries if q.lang in keep],
-                                  [c for c in self.candidates if c.lang in keep])
+        return RetrievalBenchmark(self.name, [q for q in self.queries if q.lang is None or q.lang in keep],
+                                  [c for c in self.candidates if c.lang is None or c.lang in keep])
+
+    @property
+    def query_modalities(self) -> list[str]:
+        return sorted({q.modality for q in self.queries})
+
+    @property
+    def candidate_modalities(self) -> list[str]:
+        return sorted({c.modality for c in self.candidates})
 
     def __repr__(self) -> str:
         return (f"RetrievalBenchmark({self.name!r}, {len(self.queries)} queries, {len(self.candidates)} candidates, "

@@ -7,7 +7,7 @@ import typing
 from dataclasses import fields
 from typing import Any
 
-from .errors import ConfigError
+from hbkit.errors import ConfigError
 
 
 def check_types(obj: Any, where: str = "") -> None:

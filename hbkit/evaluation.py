@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .benchmark import RetrievalBenchmark
-from .errors import ConfigError, DataError
-from .metrics import group_codes, grouped_ranking_metrics, pad_relevant
-from .progress import progress, progress_enabled
+from hbkit.benchmark import RetrievalBenchmark
+from hbkit.errors import ConfigError, DataError
+from hbkit.metrics import group_codes, grouped_ranking_metrics, pad_relevant
+from hbkit.engine.progress import progress, progress_enabled
 
 SETTINGS: tuple[str, ...] = ("monolingual", "cross-lingual", "multilingual")
 COLUMNS: list[str] = ["model", "strategy", "seed", "benchmark", "setting", "query_lang", "candidate_lang",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .errors import UnknownLanguageError
+from hbkit.errors import UnknownLanguageError
 
 #: ISO 639-1 code -> (English name, main writing system).
 LANGUAGES: dict[str, tuple[str, str]] = {

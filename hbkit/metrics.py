@@ -41,7 +41,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError
+from hbkit.errors import ConfigError, DataError
 
 #: Memory budget (bytes) for one chunk's buffers when ``chunk_size`` is None.
 CHUNK_BYTES = 64 * 2**20

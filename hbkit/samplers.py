@@ -53,9 +53,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DataError, UnknownLanguageError
-from .languages import check_languages
-from .parallel import PairRef, ParallelDataset
+from hbkit.errors import ConfigError, DataError, UnknownLanguageError
+from hbkit.languages import check_languages
+from hbkit.parallel import PairRef, ParallelDataset
 
 XX = "X-X"
 XY = "X-Y"
@@ -95,6 +95,8 @@ class _Source:
         self.n = len(dataset)
         self.langs = langs
         self.image = not dataset.passage_has_language
+        self.dataset = dataset
+        self.multi = dataset.max_items_per_language > 1  # several items per (group, language)
         keep = set(langs)
         self.group_langs: list[tuple[str, ...]] = [tuple(sorted(gl & keep)) for gl in dataset.group_languages]
         self.counts = np.fromiter((len(t) for t in self.group_langs), dtype=np.int64, count=self.n)
@@ -201,9 +203,25 @@ class _EpochPlan:
                 pi += pi >= qi
                 refs = [PairRef(d, int(g), gl[g][q], gl[g][p]) for g, q, p in zip(groups, qi, pi)]
             mode, batch_lang = XY, None
+        if src.multi:
+            refs = self._pick_items(src, refs, rng)
         per = s.batch_size // s.world_size
         mine = tuple(refs[s.rank * per:(s.rank + 1) * per])
         return Batch(mine, mode, d, self.epoch * len(self) + i, self.epoch, batch_lang)
+
+
+    @staticmethod
+    def _pick_items(src: _Source, refs: list[PairRef], rng: np.random.Generator) -> list[PairRef]:
+        """Draw, uniformly and after every other draw of the batch, which item of a (group, language)
+        each pair uses (several captions per image and language). Datasets with one item per
+        language never reach this, so their batches do not depend on it."""
+        ds = src.dataset
+        out = []
+        for r in refs:
+            qi = int(rng.integers(0, ds.count(r.group, r.query_lang)))
+            pi = 0 if r.passage_lang is None else int(rng.integers(0, ds.count(r.group, r.passage_lang)))
+            out.append(PairRef(r.dataset, r.group, r.query_lang, r.passage_lang, qi, pi))
+        return out
 
 
 def _check_int(name: str, value: Any, minimum: int, hint: str) -> int:

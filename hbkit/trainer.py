@@ -27,17 +27,17 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import distributed as hdist
-from .atomic import atomic_dir, torch_save, write_json, write_text
-from .config import check_types
-from .encoder import BiEncoder
-from .grad_cache import cached_backward
-from .errors import ConfigError, TrainingDivergedError
-from .loss import InfoNCELoss
-from .parallel import ParallelDataset
-from .precision import autocast, choose_precision, make_scaler
-from .progress import progress
-from .samplers import make_sampler
+from hbkit.engine import distributed as hdist
+from hbkit.engine.atomic import atomic_dir, torch_save, write_json, write_text
+from hbkit.config import check_types
+from hbkit.models.bi_encoder import BiEncoder
+from hbkit.engine.grad_cache import cached_backward
+from hbkit.errors import ConfigError, TrainingDivergedError
+from hbkit.losses import InfoNCELoss
+from hbkit.parallel import ParallelDataset
+from hbkit.engine.precision import autocast, choose_precision, make_scaler
+from hbkit.engine.progress import progress
+from hbkit.samplers import make_sampler
 
 log = logging.getLogger("hbkit.trainer")
 
@@ -273,7 +273,7 @@ class Trainer:
 
     def _write_csv_log(self) -> None:
         import pandas as pd
-        from .atomic import write_csv
+        from hbkit.engine.atomic import write_csv
 
         path = self.run_dir / "train_log.jsonl"
         if path.exists() and self.rank == 0:

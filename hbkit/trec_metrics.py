@@ -34,7 +34,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from hbkit.errors import ConfigError, DataError
 
 MISSING_POLICIES = ("ignore", "zero")
 

@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from hbkit.demo_world import ATTRIBUTES, DEMO_LANGUAGES, make_demo_world
+from hbkit.datasets.demo_world import ATTRIBUTES, DEMO_LANGUAGES, make_demo_world
 from hbkit.errors import ConfigError, UnknownLanguageError
 from hbkit.languages import script_of
 

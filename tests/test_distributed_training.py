@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hbkit.demo_world import make_demo_world
-from hbkit.encoder import BiEncoder, EncoderConfig, load_encoder
-from hbkit.tiny_models import make_tiny_model
+from hbkit.datasets.demo_world import make_demo_world
+from hbkit.models.bi_encoder import BiEncoder, EncoderConfig, load_encoder
+from hbkit.models.tiny import make_tiny_model
 from hbkit.trainer import TrainConfig, Trainer
 
 WORLD = dict(seed=4, n_train_entities=30, n_val_entities=6, n_test_entities=6)

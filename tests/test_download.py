@@ -1,4 +1,4 @@
-"""hbkit.download against a local HTTP server (127.0.0.1, random port) that supports Range
+"""hbkit.datasets.download against a local HTTP server (127.0.0.1, random port) that supports Range
 and can be told to cut a transfer short or to fail; no outside network is used."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hbkit import download as dl
+from hbkit.datasets import download as dl
 from hbkit.errors import ConfigError, DataError
 
 PAYLOAD = bytes((i * 7919 + i // 251) % 256 for i in range(200_000))

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hbkit.demo_world import make_demo_world
-from hbkit.encoder import BiEncoder, EncoderConfig, load_encoder
+from hbkit.datasets.demo_world import make_demo_world
+from hbkit.models.bi_encoder import BiEncoder, EncoderConfig, load_encoder
 from hbkit.errors import DataError, UnknownModelError, ConfigError
-from hbkit.tiny_models import make_tiny_model
+from hbkit.models.tiny import make_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import hbkit.experiment as ex
-from hbkit.claims import check_claims, reading, summary_table
+import hbkit.kit.experiment as ex
+from hbkit.kit.claims import check_claims, reading, summary_table
 from hbkit.errors import ConfigError, DataError, UnknownModelError
-from hbkit.profiles import get_profile
+from hbkit.kit.profiles import get_profile
 
 
 @pytest.mark.parametrize("kw, err, msg", [
@@ -26,7 +26,7 @@ def test_run_dir_layout(tmp_path, monkeypatch):
     spec = ex.RunSpec(output_dir=str(tmp_path), strategy="X-Y", seed=3)
     assert spec.run_dir == tmp_path / "demo" / "runs" / "tiny-xlmr" / "X-Y" / "seed3"
     # a relative output folder means the same place from the notebooks/ folder and from the repository root
-    repo = ex.Path(ex.__file__).resolve().parents[1]
+    repo = ex.Path(ex.__file__).resolve().parents[2]
     monkeypatch.chdir(repo / "notebooks")
     assert ex.RunSpec(output_dir="runs").profile_dir == repo / "runs" / "demo"
 
@@ -77,7 +77,7 @@ def test_claims_on_the_papers_pattern_and_on_its_opposite():
 
 
 def test_planned_runs_cover_strategies_seeds_and_alpha_sweep():
-    from hbkit.replicate import planned_runs
+    from hbkit.kit.replicate import planned_runs
 
     demo = planned_runs("demo", "runs")
     assert {(r["strategy"], r["seed"]) for r in demo} == {(s, k) for s in ("X-X", "X-Y", "hybrid") for k in (0, 1)}

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hbkit.demo_world import make_demo_world
-from hbkit.encoder import BiEncoder, EncoderConfig
-from hbkit.grad_cache import cached_backward
-from hbkit.loss import InfoNCELoss
-from hbkit.tiny_models import make_tiny_model
+from hbkit.datasets.demo_world import make_demo_world
+from hbkit.models.bi_encoder import BiEncoder, EncoderConfig
+from hbkit.engine.grad_cache import cached_backward
+from hbkit.losses import InfoNCELoss
+from hbkit.models.tiny import make_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from hbkit.errors import ConfigError
-from hbkit.loss import InfoNCELoss
+from hbkit.losses import InfoNCELoss
 
 
 def _unit(*shape, seed=0):

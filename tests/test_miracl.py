@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hbkit.errors import ConfigError, DataError, UnknownLanguageError
-from hbkit.miracl import (COLUMNS, MIRACL_LANGUAGES, PAPER_LANGUAGES, evaluate_miracl, iter_corpus,
+from hbkit.datasets.miracl import (COLUMNS, MIRACL_LANGUAGES, PAPER_LANGUAGES, evaluate_miracl, iter_corpus,
                           load_miracl_dev, passage_text, read_qrels, read_topics)
 from hbkit.trec_metrics import trec_evaluate
 
@@ -178,8 +178,8 @@ def test_corpus_errors(tmp_path):
 def yo_setup(tmp_path_factory):
     from conftest import shared_data_dir
 
-    from hbkit.encoder import BiEncoder, EncoderConfig
-    from hbkit.tiny_models import make_tiny_model
+    from hbkit.models.bi_encoder import BiEncoder, EncoderConfig
+    from hbkit.models.tiny import make_tiny_model
 
     data = shared_data_dir()
     if data is None:

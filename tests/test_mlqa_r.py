@@ -12,9 +12,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from hbkit import mlqa_r
+from hbkit.datasets import mlqa_r
 from hbkit.errors import DataError, UnknownLanguageError
-from hbkit.mlqa_r import (LAREQA_CANDIDATES, LAREQA_QUESTIONS, MLQARecord, build_mlqa_r, find_mlqa_dev_files,
+from hbkit.datasets.mlqa_r import (LAREQA_CANDIDATES, LAREQA_QUESTIONS, MLQARecord, build_mlqa_r, find_mlqa_dev_files,
                           load_mlqa_r, read_mlqa_arrow, read_mlqa_squad_json, sentences, split_sentences)
 
 AR_JSON = "mlqa/MLQA-dev-context-ar-question-ar.json"
@@ -57,7 +57,7 @@ def test_real_counts_match_lareqa(real):
     n_c = Counter(c.lang for c in real.candidates)
     for lang in ("ar", "de"):
         assert abs(n_c[lang] - LAREQA_CANDIDATES[lang]) <= 0.02 * LAREQA_CANDIDATES[lang], (lang, n_c[lang])
-    assert n_c == {"ar": 2538, "de": 2345}  # the counts documented in hbkit.mlqa_r
+    assert n_c == {"ar": 2538, "de": 2345}  # the counts documented in hbkit.datasets.mlqa_r
     assert len({c.cid for c in real.candidates}) == len(real.candidates)
 
 

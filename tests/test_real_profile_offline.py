@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-import hbkit.experiment as ex
-from hbkit.demo_world import make_demo_world
-from hbkit.miracl import load_miracl_dev
-from hbkit.profiles import PROFILES
-from hbkit.report import compare_with_paper
-from hbkit.tiny_models import make_tiny_model
+import hbkit.kit.experiment as ex
+from hbkit.datasets.demo_world import make_demo_world
+from hbkit.datasets.miracl import load_miracl_dev
+from hbkit.kit.profiles import PROFILES
+from hbkit.kit.report import compare_with_paper
+from hbkit.models.tiny import make_tiny_model
 
 
 def _squad_file(path, world):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hbkit.report import compare_with_paper, load_reference, paper_table, table1
+from hbkit.kit.report import compare_with_paper, load_reference, paper_table, table1
 
 
 def test_reference_has_the_papers_headline_numbers():

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from hbkit.errors import ConfigError, DataError, UnknownLanguageError
-from hbkit.parallel import PairRef, ParallelDataset, ParallelItem
+from hbkit.parallel import ImageRef, PairRef, ParallelDataset, ParallelItem
 from hbkit.samplers import (Batch, HybridBatchSampler, XXBatchSampler, XYBatchSampler, batch_language_histogram,
                             make_sampler)
 
@@ -31,7 +31,7 @@ def uneven_dataset() -> ParallelDataset:
 
 
 def image_dataset(n: int = 120, langs=("de", "en", "fr", "cs")) -> ParallelDataset:
-    return ParallelDataset([ParallelItem(f"img{g}", lang, f"caption {g} {lang}", f"images/{g}.jpg")
+    return ParallelDataset([ParallelItem(f"img{g}", lang, f"caption {g} {lang}", ImageRef(f"images/{g}.jpg"))
                             for g in range(n) for lang in langs], "multi30k-toy", passage_has_language=False)
 
 
@@ -128,7 +128,7 @@ def test_image_text_batches():
     for b in take(XYBatchSampler(ds, 8, seed=0), 60):
         assert len({r.query_lang for r in b.refs}) >= 2
         assert all(r.passage_lang is None for r in b.refs)
-        assert ds.pair(b.refs[0]).positive.startswith("images/")
+        assert ds.pair(b.refs[0]).positive.key.startswith("images/")
 
 
 def test_image_xy_rejection_sampling_guarantees_two_languages():
@@ -377,3 +377,26 @@ def test_batch_statistics_counts_modes_languages_and_repeats():
     assert stats == {"batches": 3, "X-X batches": 2, "pairs with query lang == passage lang": 4,
                      "max groups repeated in a batch": 1}
     assert batch_statistics(iter(batches), n=1)["batches"] == 1
+
+
+def test_several_captions_per_image_are_drawn_uniformly_and_never_repeat_an_image():
+    langs = ["en", "de"]
+    items = [ParallelItem(f"img{g}", lang, f"caption {g} {lang} {k}", ImageRef(f"{g}.jpg"))
+             for g in range(40) for lang in langs for k in range(5 if lang == "en" else 1)]
+    ds = ParallelDataset(items, "coco-toy")
+    seen = Counter()
+    for b in take(HybridBatchSampler(ds, 8, 0.5, seed=3), 200):
+        assert len({r.group for r in b.refs}) == len(b.refs)  # no image twice in a batch
+        for r in b.refs:
+            assert 0 <= r.query_item < ds.count(r.group, r.query_lang)
+            if r.query_lang == "en":
+                seen[r.query_item] += 1
+            else:
+                assert r.query_item == 0
+            assert ds.pair(r).query == f"caption {ds.groups[r.group][3:]} {r.query_lang} {r.query_item}"
+    # five English captions per image, each drawn about a fifth of the time
+    total = sum(seen.values())
+    assert set(seen) == set(range(5)) and all(abs(n / total - 0.2) < 0.04 for n in seen.values())
+    a = [b.refs for b in take(HybridBatchSampler(ds, 8, 0.5, seed=3), 30)]
+    again = [b.refs for b in take(HybridBatchSampler(ds, 8, 0.5, seed=3), 30)]
+    assert a == again

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hbkit.errors import ConfigError, DataError
-from hbkit.search import StreamingTopK, topk_search
+from hbkit.engine.search import StreamingTopK, topk_search
 
 
 def reference_topk(q: np.ndarray, docs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer, BertModel, XLMRobertaModel
 
-from hbkit.demo_world import make_demo_world
+from hbkit.datasets.demo_world import make_demo_world
 from hbkit.errors import ConfigError, UnknownModelError
-from hbkit.tiny_models import (SPEC_FILE, build_tiny_model, make_tiny_model, mlm_loss, mlm_pretrain,
+from hbkit.models.tiny import (SPEC_FILE, build_tiny_model, make_tiny_model, mlm_loss, mlm_pretrain,
                                train_tokenizer)
 
 ARCH = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position=48)

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from hbkit.demo_world import make_demo_world
-from hbkit.encoder import BiEncoder, EncoderConfig, load_encoder
+from hbkit.datasets.demo_world import make_demo_world
+from hbkit.models.bi_encoder import BiEncoder, EncoderConfig, load_encoder
 from hbkit.errors import ConfigError, TrainingDivergedError
-from hbkit.tiny_models import make_tiny_model
+from hbkit.models.tiny import make_tiny_model
 from hbkit.trainer import TrainConfig, Trainer
 
 

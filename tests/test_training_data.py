@@ -1,4 +1,4 @@
-"""hbkit.training_data on small synthetic files in tmp_path; no network."""
+"""hbkit.datasets.training_data on small synthetic files in tmp_path; no network."""
 from __future__ import annotations
 
 import gzip
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hbkit import training_data as td
+from hbkit.datasets import training_data as td
 from hbkit.errors import ConfigError, DataError, UnknownLanguageError
-from hbkit.parallel import ParallelDataset, ParallelItem
+from hbkit.parallel import ImageRef, ParallelDataset, ParallelItem
 
 # ----------------------------------------------------------------------------- bring your own file
 
@@ -156,7 +156,7 @@ def test_corrupt_binary_files_name_the_file(tmp_path):
 
 
 def test_write_refuses_image_text_and_bad_input(tmp_path):
-    img = ParallelDataset([ParallelItem("i1", "en", "a cat", "img1.jpg")], "img", passage_has_language=False)
+    img = ParallelDataset([ParallelItem("i1", "en", "a cat", ImageRef("img1.jpg"))], "img", passage_has_language=False)
     with pytest.raises(ConfigError, match="image–text"):
         td.write_parallel_file(img, tmp_path / "x.csv")
     with pytest.raises(ConfigError, match="needs a ParallelDataset"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hbkit.errors import ConfigError, DataError
-from hbkit.miracl import read_qrels
+from hbkit.datasets.miracl import read_qrels
 from hbkit.trec_metrics import ndcg_at_k, rank_documents, recall_at_k, trec_evaluate
 
 

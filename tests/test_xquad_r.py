@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hbkit.errors import DataError, UnknownLanguageError
-from hbkit.xquad_r import XQUAD_R_LANGUAGES, answer_sentence, load_xquad_r, sentence_spans
+from hbkit.datasets.xquad_r import XQUAD_R_LANGUAGES, answer_sentence, load_xquad_r, sentence_spans
 
 
 _CACHE: dict = {}

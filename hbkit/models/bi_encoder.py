@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError, DataError, UnknownModelError
-from .progress import progress
+from hbkit.errors import ConfigError, DataError, UnknownModelError
+from hbkit.engine.progress import progress
 
 #: Preset name -> (hub id, pooling). Any other hub id or local directory works too.
 MODEL_PRESETS: dict[str, tuple[str, str]] = {

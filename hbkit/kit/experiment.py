@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import write_csv
-from .config import check_types
-from .errors import ConfigError, DataError, UnknownModelError
-from .profiles import get_profile
+from hbkit.engine.atomic import write_csv
+from hbkit.config import check_types
+from hbkit.errors import ConfigError, DataError, UnknownModelError
+from hbkit.kit.profiles import get_profile
 
 TINY_MODELS = {"tiny-xlmr": "xlmr", "tiny-labse": "bert"}
 
@@ -35,7 +35,7 @@ def resolve_output_dir(output_dir: str | Path) -> Path:
     path = Path(output_dir).expanduser()
     if path.is_absolute():
         return path
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[2]
     base = checkout if (checkout / "notebooks").is_dir() and (checkout / "pyproject.toml").exists() else Path.cwd()
     return (base / path).resolve()
 
@@ -89,7 +89,7 @@ class RunSpec:
 # ------------------------------------------------------------------ data
 @functools.lru_cache(maxsize=4)
 def _world(profile: str):
-    from .demo_world import make_demo_world
+    from hbkit.datasets.demo_world import make_demo_world
 
     return make_demo_world(**get_profile(profile)["world"])
 
@@ -110,13 +110,13 @@ def training_data(profile: str):
         if kind == "demo":
             train.append(demo_world(profile).train)
         elif kind == "mmarco":
-            from .training_data import load_mmarco
+            from hbkit.datasets.training_data import load_mmarco
 
-            from .sources import local_dir
+            from hbkit.datasets.sources import local_dir
             train.append(load_mmarco(src["languages"], max_groups=src.get("max_groups"),
                                      source=src.get("source") or local_dir("mmarco")))
         elif kind == "file":
-            from .training_data import read_parallel_file
+            from hbkit.datasets.training_data import read_parallel_file
 
             train.append(read_parallel_file(os.path.expandvars(src["path"]), name=src.get("name")))
         else:
@@ -126,7 +126,7 @@ def training_data(profile: str):
         if val["kind"] == "demo":
             validation = demo_world(profile).validation
         elif val["kind"] == "squadshifts":
-            from .training_data import load_squadshifts
+            from hbkit.datasets.training_data import load_squadshifts
 
             validation = load_squadshifts(val.get("subset", "nyt"), max_items=val.get("max_items"),
                                           source=val.get("source"))
@@ -148,7 +148,7 @@ def model_source(profile: str, output_dir: str, model: str) -> str:
 def prepare_model(profile: str, output_dir: str, model: str) -> Path:
     """Build (or reuse) the profile's tiny model: tokenizer trained on the world's texts,
     random init, optional brief masked-LM pre-training. Returns its local directory."""
-    from .tiny_models import make_tiny_model
+    from hbkit.models.tiny import make_tiny_model
 
     if model not in TINY_MODELS:
         raise UnknownModelError(f"Unknown tiny model {model!r}; choose one of {', '.join(TINY_MODELS)}.")
@@ -164,9 +164,9 @@ def train(spec: RunSpec, show_progress: bool | None = None) -> dict:
 
     Under ``torchrun`` every process calls this; the process group is initialised from the environment.
     """
-    from . import distributed as hdist
-    from .encoder import BiEncoder, EncoderConfig
-    from .trainer import TrainConfig, Trainer
+    from hbkit.engine import distributed as hdist
+    from hbkit.models.bi_encoder import BiEncoder, EncoderConfig
+    from hbkit.trainer import TrainConfig, Trainer
 
     state_file = spec.run_dir / "train_state.json"
     if state_file.exists() and json.loads(state_file.read_text()).get("status") == "finished":
@@ -192,13 +192,13 @@ def _benchmark(profile: str, src: dict):
     if kind == "demo":
         return demo_world(profile).benchmark
     if kind == "xquad-r":
-        from .sources import xquad_r_dir
-        from .xquad_r import load_xquad_r
+        from hbkit.datasets.sources import xquad_r_dir
+        from hbkit.datasets.xquad_r import load_xquad_r
 
         return load_xquad_r(xquad_r_dir(src.get("languages"), src.get("path")), languages=src.get("languages"))
     if kind == "mlqa-r":
-        from .mlqa_r import load_mlqa_r
-        from .sources import local_dir
+        from hbkit.datasets.mlqa_r import load_mlqa_r
+        from hbkit.datasets.sources import local_dir
 
         root = src.get("path") or local_dir("MLQA_V1")
         return load_mlqa_r(root, languages=src.get("languages"), download=root is None)
@@ -208,8 +208,8 @@ def _benchmark(profile: str, src: dict):
 def evaluate(spec: RunSpec, show_progress: bool | None = None, force: bool = False) -> pd.DataFrame:
     """Evaluate a finished run on the profile's benchmarks. Each benchmark's table is cached in
     ``run_dir/results_<benchmark>.csv`` (so an interrupted evaluation resumes); all go to ``results.csv``."""
-    from .encoder import load_encoder
-    from .evaluation import evaluate_model
+    from hbkit.models.bi_encoder import load_encoder
+    from hbkit.evaluation import evaluate_model
 
     out = spec.run_dir / "results.csv"
     if out.exists() and not force:
@@ -227,9 +227,9 @@ def evaluate(spec: RunSpec, show_progress: bool | None = None, force: bool = Fal
             frames.append(read_results(part))
             continue
         if src["kind"] == "miracl":
-            from .miracl import evaluate_miracl
+            from hbkit.datasets.miracl import evaluate_miracl
 
-            from .sources import local_dir
+            from hbkit.datasets.sources import local_dir
 
             root = src.get("path") or local_dir("miracl")
             df = pd.concat([evaluate_miracl(encoder, lang, src.get("corpus"), root=root, meta=meta,

@@ -21,10 +21,10 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
-from .atomic import atomic_dir, write_json
-from .encoder import ENCODER_CONFIG_FILE
-from .errors import ConfigError, DataError, TrainingDivergedError, UnknownModelError
-from .progress import progress
+from hbkit.engine.atomic import atomic_dir, write_json
+from hbkit.models.bi_encoder import ENCODER_CONFIG_FILE
+from hbkit.errors import ConfigError, DataError, TrainingDivergedError, UnknownModelError
+from hbkit.engine.progress import progress
 
 __all__ = ["KINDS", "SPEC_FILE", "train_tokenizer", "build_tiny_model", "mlm_pretrain", "mlm_loss",
            "make_tiny_model"]

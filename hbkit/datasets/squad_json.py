@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import DataError
+from hbkit.errors import DataError
 
 
 def read_squad_json(path: str | os.PathLike, label: str, how_to_get: str = "") -> dict:

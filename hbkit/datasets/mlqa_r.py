@@ -2,7 +2,7 @@
 
 MLQA-R is built from the MLQA dev set (https://github.com/facebookresearch/MLQA, file
 ``MLQA_V1/dev/dev-context-{l}-question-{l}.json`` for l in ar de en es hi vi zh,
-SQuAD format) with the construction of XQuAD-R (:mod:`hbkit.xquad_r`):
+SQuAD format) with the construction of XQuAD-R (:mod:`hbkit.datasets.xquad_r`):
 
 - queries: every question of the language; ``qid = "<lang>:<id>"``, ``xid = id``. MLQA
   gives parallel questions the same ``id`` in every language, so all questions of the
@@ -58,10 +58,10 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
-from .benchmark import Candidate, Query, RetrievalBenchmark
-from .squad_json import read_squad_json
-from .errors import DataError, UnknownLanguageError
-from .languages import check_language, check_languages
+from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
+from hbkit.datasets.squad_json import read_squad_json
+from hbkit.errors import DataError, UnknownLanguageError
+from hbkit.languages import check_language, check_languages
 
 #: The 7 MLQA-R languages.
 MLQA_R_LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "hi", "vi", "zh")
@@ -75,7 +75,7 @@ LAREQA_CANDIDATES: dict[str, int] = {"ar": 2545, "de": 2362, "en": 6264, "es": 1
                                      "zh": 2322}
 
 SENTENCE_SPLITTER = """\
-hbkit rule-based multilingual sentence splitter (hbkit.mlqa_r.split_sentences), v1.
+hbkit rule-based multilingual sentence splitter (hbkit.datasets.mlqa_r.split_sentences), v1.
 A sentence ends after a run of terminators  . ! ? … ؟ ۔ । ॥ 。 ！ ？ ｡  plus any closing
 quotes or brackets, where the next sentence starts at the next non-space character, except:
 - never before a lowercase letter (cased scripts);
@@ -440,13 +440,13 @@ def load_mlqa_r(root: str | os.PathLike | None = None, languages: Sequence[str] 
             ``~/.cache/hbkit``) under ``mlqa/``.
         languages: subset of :data:`MLQA_R_LANGUAGES` (default: all 7).
         download: if the files are not under ``root``, fetch :data:`MLQA_URL` with
-            :func:`hbkit.download.download` and unpack it there.
+            :func:`hbkit.datasets.download.download` and unpack it there.
 
     Raises:
         UnknownLanguageError: a language that is not an MLQA-R language.
         DataError: a requested language has no dev file (the message lists those found).
     """
-    from . import download as dl
+    from hbkit.datasets import download as dl
 
     if isinstance(languages, str):
         languages = [languages]

@@ -42,10 +42,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from .benchmark import Candidate, Query, RetrievalBenchmark
-from .errors import ConfigError, UnknownLanguageError
-from .languages import LANGUAGES, check_language, script_of
-from .parallel import ParallelDataset, ParallelItem
+from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
+from hbkit.errors import ConfigError, UnknownLanguageError
+from hbkit.languages import LANGUAGES, check_language, script_of
+from hbkit.parallel import ParallelDataset, ParallelItem
 
 __all__ = ["DemoEntity", "DemoWorld", "make_demo_world", "DEMO_LANGUAGES", "DEFAULT_TRAIN_LANGUAGES",
            "ATTRIBUTES"]

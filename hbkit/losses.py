@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import gather_with_grad, rank
-from .errors import ConfigError
+from hbkit.engine.distributed import gather_with_grad, rank
+from hbkit.errors import ConfigError
 
 DENOMINATORS = ("batch", "paper")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import DataError
+from hbkit.errors import DataError
 
 LAREQA_URL = "https://raw.githubusercontent.com/google-research-datasets/lareqa/{commit}/xquad-r/{lang}.json"
 LAREQA_COMMIT = "9bc8c7fb6dd8d01d72a05a93c2cb96882b0d299c"
@@ -56,7 +56,7 @@ def xquad_r_dir(languages=None, path: str | os.PathLike | None = None) -> Path:
     local = local_dir("xquad-r")
     if local is not None:
         return local
-    from .download import default_cache_dir, download
+    from hbkit.datasets.download import default_cache_dir, download
 
     dest = default_cache_dir() / "xquad-r"
     for lang in list(languages or XQUAD_R_SHA256):

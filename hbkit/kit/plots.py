@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
+from hbkit.engine.atomic import atomic_path
 
 STRATEGY_ORDER = ["X-X", "X-Y", "hybrid"]
 SETTING_ORDER = ["monolingual", "cross-lingual", "multilingual"]

@@ -30,10 +30,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .benchmark import Candidate, Query, RetrievalBenchmark
-from .squad_json import read_squad_json
-from .errors import DataError
-from .languages import check_languages
+from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
+from hbkit.datasets.squad_json import read_squad_json
+from hbkit.errors import DataError
+from hbkit.languages import check_languages
 
 #: The 11 XQuAD-R languages.
 XQUAD_R_LANGUAGES: tuple[str, ...] = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")

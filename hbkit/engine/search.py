@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError
+from hbkit.errors import ConfigError, DataError
 
 #: Default bound (bytes) of one float32 query × document score block.
 BLOCK_BYTES = 256 * 2**20

@@ -30,9 +30,9 @@ import zipfile
 from http.client import HTTPException
 from pathlib import Path
 
-from .atomic import atomic_dir
-from .errors import ConfigError, DataError
-from .progress import progress
+from hbkit.engine.atomic import atomic_dir
+from hbkit.errors import ConfigError, DataError
+from hbkit.engine.progress import progress
 
 __all__ = ["default_cache_dir", "download", "extract_zip", "sha256_of"]
 
@@ -262,7 +262,7 @@ def extract_zip(path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     if _is_complete(out, zip_path):
         return out
     if not zip_path.is_file():
-        raise DataError(f"Zip file not found: {zip_path}. Download it first (hbkit.download.download) or fix "
+        raise DataError(f"Zip file not found: {zip_path}. Download it first (hbkit.datasets.download.download) or fix "
                         "the path.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"Cannot extract {zip_path.name} into {out}: it already exists and was not made by "

@@ -1,6 +1,6 @@
 """Command-line training of one run, for ``torchrun`` (multi-GPU) or plain ``python -m``.
 
-    torchrun --nproc_per_node 2 -m hbkit.train_run --profile paper --model xlm-roberta-base \\
+    torchrun --nproc_per_node 2 -m hbkit.kit.train_run --profile paper --model xlm-roberta-base \\
         --strategy hybrid --seed 0 --output-dir /kaggle/working/runs
 
 Every process trains its slice of each global batch; negatives are all-gathered, so the
@@ -13,13 +13,13 @@ import os
 import subprocess
 import sys
 
-from .errors import HbkitError
-from .experiment import RunSpec
-from .profiles import get_profile
+from hbkit.errors import HbkitError
+from hbkit.kit.experiment import RunSpec
+from hbkit.kit.profiles import get_profile
 
 
 def _args(argv=None) -> RunSpec:
-    ap = argparse.ArgumentParser(prog="python -m hbkit.train_run", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m hbkit.kit.train_run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--output-dir", default="runs")
@@ -42,7 +42,7 @@ def _args(argv=None) -> RunSpec:
 def launch(spec: RunSpec, nproc: int) -> None:
     """Train ``spec`` with ``nproc`` processes through torchrun, streaming their output."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "hbkit.train_run", "--profile", spec.profile, "--output-dir", spec.output_dir, "--model", spec.model,
+           "-m", "hbkit.kit.train_run", "--profile", spec.profile, "--output-dir", spec.output_dir, "--model", spec.model,
            "--strategy", spec.strategy, "--seed", str(spec.seed), "--alpha", repr(spec.alpha),
            "--max-steps", str(spec.max_steps), "--batch-size", str(spec.batch_size), "--lr", repr(spec.lr)]
     rc = subprocess.call(cmd)
@@ -58,7 +58,7 @@ def run_training(spec: RunSpec) -> dict:
 
     import torch
 
-    from .experiment import train
+    from hbkit.kit.experiment import train
 
     state_file = spec.run_dir / "train_state.json"
     if torch.cuda.device_count() > 1 and not state_file.exists():
@@ -68,7 +68,7 @@ def run_training(spec: RunSpec) -> dict:
 
 
 def main(argv=None) -> int:
-    from .experiment import train
+    from hbkit.kit.experiment import train
 
     try:
         spec = _args(argv)

@@ -1,4 +1,4 @@
-"""``python -m hbkit.replicate --profile demo``: run the notebooks end to end with papermill.
+"""``python -m hbkit.kit.replicate --profile demo``: run the notebooks end to end with papermill.
 
 Executed notebooks go to ``<output_dir>/<profile>/notebooks/``. A rerun skips
 finished runs (trained and evaluated, with their executed notebooks) and resumes
@@ -13,12 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from .atomic import atomic_path
-from .errors import HbkitError
-from .experiment import RunSpec, resolve_output_dir
-from .profiles import get_profile
+from hbkit.engine.atomic import atomic_path
+from hbkit.errors import HbkitError
+from hbkit.kit.experiment import RunSpec, resolve_output_dir
+from hbkit.kit.profiles import get_profile
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def _execute(name: str, out: Path, params: dict, cwd: Path) -> float:
@@ -92,7 +92,7 @@ def replicate(profile: str, output_dir: str, fresh: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hbkit.replicate", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m hbkit.kit.replicate", description=__doc__)
     ap.add_argument("--profile", default=os.environ.get("PROFILE", "demo"))
     ap.add_argument("--output-dir", default=os.environ.get("OUTPUT_DIR", "runs"))
     ap.add_argument("--fresh", action="store_true", help="delete the profile's previous outputs first")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from copy import deepcopy
 
-from .errors import ConfigError
+from hbkit.errors import ConfigError
 
 #: The demo world trains, validates and evaluates on its own splits.
 DEMO_DATA = {"train": [{"kind": "demo"}], "validation": {"kind": "demo"}, "benchmarks": [{"kind": "demo"}]}

@@ -1,6 +1,6 @@
 """Our numbers beside the paper's (Elmahdy et al. 2024, Tables 1–8, 12, 13).
 
-The paper's values ship with hbkit in ``hbkit/reference/elmahdy2024_tables.csv`` (tidy:
+The paper's values ship with hbkit in ``hbkit/kit/reference/elmahdy2024_tables.csv`` (tidy:
 table, model, dataset, setting, metric, strategy, query_language, value; ``mean`` and
 ``median`` rows aggregate over languages). :func:`compare_with_paper` aligns a tidy
 results table (hbkit.evaluation format) with it: one row per paper number, with our
@@ -25,14 +25,14 @@ SUMMARY_TABLES = {"T1": ("map", ("T3", "T4", "T5", "T6"))}
 
 def load_reference() -> pd.DataFrame:
     """The paper's numbers as a tidy DataFrame."""
-    with resources.files("hbkit").joinpath("reference/elmahdy2024_tables.csv").open("r", encoding="utf-8") as fh:
+    with resources.files("hbkit.kit").joinpath("reference/elmahdy2024_tables.csv").open("r", encoding="utf-8") as fh:
         return pd.read_csv(fh)
 
 
 def ours_by_language(results: pd.DataFrame) -> pd.DataFrame:
     """Per seed: per-query-language values (cross-lingual averaged over candidate languages),
     plus ``mean`` (macro) and ``median`` rows over query languages, in the paper's naming."""
-    from .evaluation import per_query_language
+    from hbkit.evaluation import per_query_language
 
     per = per_query_language(results)
     keys = ["model", "strategy", "seed", "benchmark", "setting", "metric"]

@@ -5,7 +5,7 @@ import contextlib
 
 import torch
 
-from .errors import ConfigError
+from hbkit.errors import ConfigError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 

@@ -69,11 +69,11 @@ early-stopping validation loss (PROTOCOL §1.3): the subsets ``new_wiki``, ``nyt
 ``reddit`` and ``amazon`` exist only as a test set. The hub dataset ``squadshifts``
 (now ``ludwigschmidt/squadshifts``) is also built by a loading script that current
 ``datasets`` refuse to run, so with ``source=None`` hbkit downloads the official SQuAD
-format JSON files (:data:`SQUADSHIFTS_URL`, cached by :mod:`hbkit.download`); ``source``
+format JSON files (:data:`SQUADSHIFTS_URL`, cached by :mod:`hbkit.datasets.download`); ``source``
 may be such a file or a folder holding it. Per question **(ours)**:
 
 - query = the question; positive = the context sentence where the first answer starts
-  (sentences by :func:`hbkit.mlqa_r.split_sentences`, as in XQuAD-R/MLQA-R);
+  (sentences by :func:`hbkit.datasets.mlqa_r.split_sentences`, as in XQuAD-R/MLQA-R);
 - hard negative = the nearest other sentence of the same paragraph (next, then previous,
   then further out) that differs from the positive and does not contain an answer text;
   when the paragraph has none, the first such sentence of the nearest other paragraph of
@@ -96,11 +96,11 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from .atomic import atomic_path
-from .squad_json import read_squad_json
-from .errors import ConfigError, DataError, UnknownLanguageError
-from .languages import LANGUAGES, check_language, check_languages
-from .parallel import ParallelDataset, ParallelItem
+from hbkit.engine.atomic import atomic_path
+from hbkit.datasets.squad_json import read_squad_json
+from hbkit.errors import ConfigError, DataError, UnknownLanguageError
+from hbkit.languages import LANGUAGES, check_language, check_languages
+from hbkit.parallel import ParallelDataset, ParallelItem
 
 log = logging.getLogger(__name__)
 
@@ -482,7 +482,7 @@ def _mmarco_hub_error(what: str, reason: str) -> DataError:
     return DataError(
         f"Could not stream {what} from the Hugging Face hub dataset {MMARCO_REPO!r}: {reason}. Is this machine "
         "offline (no network, or HF_HUB_OFFLINE=1 set), or is the dataset id or file path wrong (see "
-        f"hbkit.training_data's documentation)? Without the hub, {_MMARCO_LOCAL_HINT}")
+        f"hbkit.datasets.training_data's documentation)? Without the hub, {_MMARCO_LOCAL_HINT}")
 
 
 def _hub_lines(path_in_repo: str) -> Iterator[tuple[int, str]]:
@@ -763,7 +763,7 @@ def load_mmarco(languages: Sequence[str] = PAPER_MMARCO_LANGUAGES, *, max_groups
 def _squadshifts_file(subset: str, source: str | os.PathLike | None) -> Path:
     filename = SQUADSHIFTS_FILES[subset]
     if source is None:
-        from . import download as dl
+        from hbkit.datasets import download as dl
 
         try:
             return dl.download(SQUADSHIFTS_URL + filename, dl.default_cache_dir() / "squadshifts")
@@ -818,7 +818,7 @@ def load_squadshifts(subset: str = "nyt", *, source: str | os.PathLike | None = 
 
     Every item has a hard negative (module doc for the construction).
     """
-    from .mlqa_r import split_sentences
+    from hbkit.datasets.mlqa_r import split_sentences
 
     if subset not in SQUADSHIFTS_SUBSETS:
         raise ConfigError(f"Unknown SQuADShifts subset {subset!r}: use one of {', '.join(SQUADSHIFTS_SUBSETS)}.")

@@ -17,7 +17,7 @@ the encoder adds its own passage prefix. Passages whose title and text are both 
 are skipped with a warning (nothing to encode).
 
 **Evaluation**: the judged queries are encoded (kind "query"), the corpus is read, encoded
-and searched chunk by chunk with the exact streaming searcher (:mod:`hbkit.search`; no
+and searched chunk by chunk with the exact streaming searcher (:mod:`hbkit.engine.search`; no
 chunk is kept), and the top-``k`` run is scored with trec_eval's ``ndcg_cut.10`` and
 ``recall.100`` (:mod:`hbkit.trec_metrics`). Judged documents missing from the corpus (a
 truncated or wrong corpus) cannot be retrieved; they are counted and warned about.
@@ -37,11 +37,11 @@ from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
-from .errors import ConfigError, DataError, UnknownLanguageError
-from .evaluation import COLUMNS, row_keys
-from .progress import progress, progress_enabled
-from .search import StreamingTopK
-from .trec_metrics import trec_evaluate
+from hbkit.errors import ConfigError, DataError, UnknownLanguageError
+from hbkit.evaluation import COLUMNS, row_keys
+from hbkit.engine.progress import progress, progress_enabled
+from hbkit.engine.search import StreamingTopK
+from hbkit.trec_metrics import trec_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ def evaluate_miracl(encoder, lang: str, corpus_source: str | os.PathLike | None,
 
     Args:
         encoder: has ``encode(texts, kind="query"|"passage", batch_size=..., show_progress=...)``
-            returning L2-normalised float embeddings (n, d), e.g. :class:`hbkit.encoder.BiEncoder`.
+            returning L2-normalised float embeddings (n, d), e.g. :class:`hbkit.models.bi_encoder.BiEncoder`.
         corpus_source: the corpus file/folder (see :func:`iter_corpus`), or None for the hub.
         root: local topics/qrels folder (see :func:`load_miracl_dev`), or None for the hub.
         k: retrieval depth (>= 100 so that Recall@100 is exact).
