@@ -1,9 +1,15 @@
 """Tiny offline encoders: a trained tokenizer, a random-initialised XLM-R or BERT/LaBSE-shaped
-model, and a brief masked-LM pre-training, all saved so ``AutoModel`` / ``AutoTokenizer``
-load them without the hub.
+model, a brief masked-LM pre-training and optionally a translation-LM stage, all saved so
+``AutoModel`` / ``AutoTokenizer`` load them without the hub.
 
 They stand in for the real pre-trained encoders when there is no internet or GPU (the demo
 world). They are TOYS: a few layers of width 64 learn the demo world, not language.
+
+Translation LM (TLM, Lample & Conneau 2019, "Cross-lingual Language Model Pretraining"):
+masked LM over the two translations of one item joined as one pair-encoded sequence, so the
+model can predict a masked token from the other language's sentence. It gives the encoder a
+starting cross-lingual alignment, as real multilingual encoders have before fine-tuning.
+Unlike XLM, positions are not reset for the second sentence and there are no language embeddings.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence, Union
 
 import torch
 
@@ -26,19 +32,24 @@ from hbkit.models.bi_encoder import ENCODER_CONFIG_FILE
 from hbkit.errors import ConfigError, DataError, TrainingDivergedError, UnknownModelError
 from hbkit.engine.progress import progress
 
+if TYPE_CHECKING:
+    from hbkit.benchmark import RetrievalBenchmark
+    from hbkit.parallel import ParallelDataset
+
 __all__ = ["KINDS", "SPEC_FILE", "train_tokenizer", "build_tiny_model", "mlm_pretrain", "mlm_loss",
-           "make_tiny_model"]
+           "translation_pairs", "tlm_pretrain", "tlm_loss", "tlm_context_losses", "make_tiny_model"]
 
 #: Accepted kinds -> canonical kind ("xlmr": Unigram + XLMRobertaModel; "bert": WordPiece + BertModel).
 KINDS: dict[str, str] = {"xlmr": "xlmr", "bert": "bert", "labse": "bert"}
 SPEC_FILE = "hbkit_tiny.json"
 HEAD_FILE = "hbkit_mlm_head.safetensors"
-_FORMAT = 1
+_FORMAT = 2  # 2: masking by DataCollatorForLanguageModeling, WordPiece alphabet and merge counts fixed
 _XLMR_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0..4, as XLMRobertaTokenizer expects
 _BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _ARCH_DEFAULTS = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
                   "max_position": 160}
 _MLM_OPTIONS = ("batch_size", "lr", "mask_prob", "max_length")
+_EVAL_SEED_OFFSET = 7919  # the fixed evaluation batch masks with seed + this, apart from training
 _MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
@@ -93,11 +104,14 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 
 def _canonical_unigram(tok, texts: list[str], iterations: int = 3) -> list[tuple[str, float]]:
-    """Deterministic (piece, log-prob) list for a trained Unigram tokenizer.
+    """Deterministic (piece, log-prob) list for a Unigram tokenizer trained by ``UnigramTrainer``.
 
-    The tokenizers trainer picks a stable piece set, but its scores and order vary slightly
-    between runs (hash-map order). So keep the pieces and re-estimate the scores by a few
-    rounds of hard EM (Viterbi counts), starting from equal scores (fewest pieces)."""
+    Own code because determinism demands it: the trainer picks the same piece set on every
+    run, but its final EM scores and their order differ between runs (by up to 0.007 nats on
+    the demo texts, with RAYON_NUM_THREADS=1 too; its hash maps are randomly seeded per
+    process), and the scores decide both the ids and the segmentation. So keep the trainer's
+    pieces and re-estimate their scores by a few rounds of hard EM (Viterbi counts), starting
+    from equal scores (fewest pieces), with ties ordered by the piece text."""
     from tokenizers import Tokenizer, models
 
     pieces = sorted(p for p, _ in json.loads(tok.to_str())["model"]["vocab"] if p not in _XLMR_SPECIALS)
@@ -119,15 +133,23 @@ def _canonical_unigram(tok, texts: list[str], iterations: int = 3) -> list[tuple
 
 
 def _learn_wordpiece(counts: Mapping[str, int], size: int, prefix: str = "##") -> list[str]:
-    """A WordPiece vocabulary learnt by frequency-ranked pair merges (as the tokenizers
-    library's WordPieceTrainer does) with ties broken by the pieces' text, so the result is
-    identical on every run (the library's trainer breaks ties in hash-map order).
+    """The vocabulary ``tokenizers.trainers.WordPieceTrainer`` learns from word ``counts``
+    (``size`` pieces, or the whole alphabet when that is larger), ties broken by the pieces' text.
 
-    Returns the alphabet (sorted) followed by the merged pieces in merge order."""
+    Own code because determinism demands it: the library trainer breaks ties between equally
+    frequent pairs by symbol ids assigned in hash-map order, so on the demo texts its piece
+    *set* differs between runs (even with RAYON_NUM_THREADS=1 and sorted input). The
+    algorithm is the library's: the alphabet is every character plus the ``prefix`` form of
+    every character seen inside a word; then the most frequent adjacent pair is merged until
+    ``size`` (a pair whose count dropped is re-queued with its current count). Where the
+    library has no ties it gives the same set (tested).
+
+    Returns the characters (sorted), the prefixed characters (sorted), then the merged pieces
+    in merge order."""
     words = sorted(counts)
     freq = [counts[w] for w in words]
     seqs = [[w[0]] + [prefix + ch for ch in w[1:]] for w in words]
-    vocab = sorted({sym for seq in seqs for sym in seq})
+    vocab = sorted({ch for w in words for ch in w}) + sorted({sym for seq in seqs for sym in seq[1:]})
     known = set(vocab)
     pair_count: dict[tuple[str, str], int] = {}
     pair_words: dict[tuple[str, str], set[int]] = {}
@@ -148,8 +170,11 @@ def _learn_wordpiece(counts: Mapping[str, int], size: int, prefix: str = "##") -
     merged: list[str] = []
     while heap and len(vocab) + len(merged) < size:
         neg, pair = heapq.heappop(heap)
-        if pair_count.get(pair, 0) != -neg or -neg <= 0:
-            continue  # stale entry
+        current = pair_count.get(pair, 0)
+        if current != -neg:  # stale entry: the count changed since it was queued
+            if current > 0:
+                heapq.heappush(heap, (-current, pair))
+            continue
         new = pair[0] + pair[1][len(prefix):]
         for i in sorted(pair_words.pop(pair, ())):
             account(i, -1)
@@ -174,9 +199,12 @@ def _learn_wordpiece(counts: Mapping[str, int], size: int, prefix: str = "##") -
 def train_tokenizer(texts: Sequence[str], kind: str, out_dir: str | os.PathLike, vocab_size: int = 2000):
     """Train a tokenizer on ``texts`` and save it to ``out_dir``; returns it loaded back.
 
-    kind "xlmr": Unigram (SentencePiece-like, Metaspace) as ``XLMRobertaTokenizerFast`` with
-    <s> <pad> </s> <unk> <mask>; "bert"/"labse": cased WordPiece as ``BertTokenizerFast`` with
-    [PAD] [UNK] [CLS] [SEP] [MASK]. ``AutoTokenizer.from_pretrained(out_dir)`` loads it offline.
+    kind "xlmr": Unigram (SentencePiece-like: whitespace split, Metaspace "▁" prefix), pieces
+    from ``tokenizers.trainers.UnigramTrainer``, as ``XLMRobertaTokenizerFast`` with
+    <s> <pad> </s> <unk> <mask>; "bert"/"labse": cased WordPiece (BERT normaliser without
+    lowercasing or accent stripping, BERT pre-tokeniser), the ``WordPieceTrainer`` algorithm,
+    as ``BertTokenizerFast`` with [PAD] [UNK] [CLS] [SEP] [MASK]. Same texts => the same
+    tokenizer, byte for byte. ``AutoTokenizer.from_pretrained(out_dir)`` loads it offline.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import AutoTokenizer, BertTokenizerFast, XLMRobertaTokenizerFast
@@ -196,6 +224,8 @@ def train_tokenizer(texts: Sequence[str], kind: str, out_dir: str | os.PathLike,
         tok.train_from_iterator(texts, trainer)
         wrapped = XLMRobertaTokenizerFast(vocab=_canonical_unigram(tok, texts))
     else:
+        # The normaliser and pre-tokeniser BertTokenizerFast(do_lower_case=False, strip_accents=False)
+        # applies on load; the vocabulary is learnt by _learn_wordpiece (see there why not the trainer).
         normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                 strip_accents=False, lowercase=False)
         pre = pre_tokenizers.BertPreTokenizer()
@@ -338,53 +368,92 @@ def _head_state(mlm) -> dict[str, torch.Tensor]:
     return out
 
 
-def _mask(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, normal_ids: torch.Tensor,
-          mask_prob: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT masking: pick ``mask_prob`` of the non-special tokens; of those 80 % -> mask,
-    10 % -> a random token, 10 % unchanged. Returns (inputs, labels with -100 elsewhere)."""
-    probs = torch.full(input_ids.shape, mask_prob)
-    probs[special] = 0.0
-    picked = torch.bernoulli(probs, generator=gen).bool()
-    if not picked.any():  # at least one prediction per batch
-        candidates = (~special).nonzero()
-        row, col = candidates[torch.randint(len(candidates), (1,), generator=gen)][0]
-        picked[row, col] = True
-    labels = torch.where(picked, input_ids, torch.full_like(input_ids, -100))
-    roll = torch.rand(input_ids.shape, generator=gen)
-    inputs = input_ids.clone()
-    inputs[picked & (roll < 0.8)] = mask_id
-    randomise = picked & (roll >= 0.8) & (roll < 0.9)
-    inputs[randomise] = normal_ids[torch.randint(len(normal_ids), (int(randomise.sum()),), generator=gen)]
-    return inputs, labels
+class _Masker:
+    """BERT masking by ``transformers.DataCollatorForLanguageModeling`` (``mask_prob`` of the
+    non-special tokens; of those 80 % -> mask, 10 % -> a random token, 10 % unchanged), padded,
+    on a private seeded random stream.
+
+    The collator draws from torch's global RNG. Its ``seed=`` option is missing from older
+    transformers releases that hbkit supports and refuses to run outside the main process, so
+    each call runs on the global RNG forked and set to this masker's own state (saved after the
+    call): the masks depend on ``seed`` and the call order only, not on other torch draws."""
+
+    def __init__(self, tok, mask_prob: float, seed: int) -> None:
+        from transformers import DataCollatorForLanguageModeling
+
+        self.collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=mask_prob,
+                                                        return_tensors="pt")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.state = torch.get_rng_state()
+
+    def __call__(self, examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        """Examples (``input_ids``, ``attention_mask``, ``special_tokens_mask``[, ``token_type_ids``])
+        -> padded (batch, width) tensors with ``labels`` (-100 where not masked)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.state)
+            while True:
+                batch = dict(self.collator(examples))
+                if (batch["labels"] != -100).any():  # an empty draw would make the loss NaN
+                    break
+            self.state = torch.get_rng_state()
+        return batch
 
 
-class _Batcher:
-    """Tokenised texts and masked, padded batches."""
+def _rows(enc, n: int) -> list[dict[str, list[int]]]:
+    """A batch encoding of ``n`` sequences -> one dict per sequence."""
+    return [{k: enc[k][i] for k in enc.keys()} for i in range(n)]
 
-    def __init__(self, tok, texts: list[str], max_length: int, mask_prob: float) -> None:
-        self.ids = tok(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
-        self.pad_id, self.mask_id, self.mask_prob = tok.pad_token_id, tok.mask_token_id, mask_prob
-        specials = set(tok.all_special_ids)
-        self.special_ids = torch.tensor(sorted(specials))
-        self.normal_ids = torch.tensor([i for i in range(len(tok)) if i not in specials])
 
-    def batch(self, rows: Sequence[int], gen: torch.Generator) -> dict[str, torch.Tensor]:
-        seqs = [self.ids[i] for i in rows]
-        width = max(len(s) for s in seqs)
-        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            input_ids[r, :len(s)] = torch.tensor(s)
-            attention[r, :len(s)] = 1
-        special = torch.isin(input_ids, self.special_ids)
-        inputs, labels = _mask(input_ids, special, self.mask_id, self.normal_ids, self.mask_prob, gen)
-        return {"input_ids": inputs, "attention_mask": attention, "labels": labels}
+def _evenly(n: int, size: int) -> list[int]:
+    """Up to ``size`` indices spread evenly over ``range(n)``."""
+    return list(range(0, n, max(1, n // size)))[:size]
 
-    def fixed_batch(self, size: int, seed: int) -> dict[str, torch.Tensor]:
-        """An evaluation batch spread evenly over the texts, with seeded masking."""
-        step = max(1, len(self.ids) // size)
-        rows = list(range(0, len(self.ids), step))[:size]
-        return self.batch(rows, torch.Generator().manual_seed(seed + 7919))
+
+class _TextExamples:
+    """MLM examples: tokenised texts (at most ``max_length`` tokens, specials included)."""
+
+    def __init__(self, tok, texts: list[str], max_length: int) -> None:
+        enc = tok(texts, truncation=True, max_length=max_length, return_special_tokens_mask=True)
+        self.examples = _rows(enc, len(texts))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def get(self, rows: Sequence[int], gen: torch.Generator) -> list[dict[str, list[int]]]:
+        return [self.examples[i] for i in rows]
+
+
+class _PairExamples:
+    """TLM examples: for each row (one item), two of its translations drawn at random, in
+    random order, pair-encoded as one sequence (at most ``max_length`` tokens, the longer one
+    truncated first)."""
+
+    def __init__(self, tok, items: list[list[str]], max_length: int) -> None:
+        self.tok, self.items, self.max_length = tok, items, max_length
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def pairs(self, rows: Sequence[int], gen: torch.Generator) -> tuple[list[str], list[str]]:
+        first, second = [], []
+        for i in rows:
+            a, b = torch.randperm(len(self.items[i]), generator=gen)[:2].tolist()
+            first.append(self.items[i][a])
+            second.append(self.items[i][b])
+        return first, second
+
+    def get(self, rows: Sequence[int], gen: torch.Generator) -> list[dict[str, list[int]]]:
+        first, second = self.pairs(rows, gen)
+        enc = self.tok(first, second, truncation=True, max_length=self.max_length, return_special_tokens_mask=True)
+        return _rows(enc, len(rows))
+
+
+def _fixed_batch(examples: _TextExamples | _PairExamples, masker_args: tuple, size: int,
+                 seed: int) -> dict[str, torch.Tensor]:
+    """An evaluation batch spread evenly over the examples, with seeded choices and masking."""
+    gen = torch.Generator().manual_seed(seed + _EVAL_SEED_OFFSET)
+    return _Masker(*masker_args, seed + _EVAL_SEED_OFFSET)(examples.get(_evenly(len(examples), size), gen))
 
 
 def _check_mlm_args(steps: int, batch_size: int, lr: float, mask_prob: float, max_length: int) -> None:
@@ -406,15 +475,20 @@ def _eval_loss(mlm, batch: dict[str, torch.Tensor]) -> float:
     return loss
 
 
+def _max_length(tok, max_length: int) -> int:
+    """``max_length`` capped at the model's longest input (tokens)."""
+    return min(max_length, tok.model_max_length)
+
+
 def mlm_loss(model_dir: str | os.PathLike, texts: Sequence[str], *, batch_size: int = 32,
              mask_prob: float = 0.15, max_length: int = 64, seed: int = 0, num_threads: int | None = 1) -> float:
-    """Masked-LM loss of the model in ``model_dir`` on a fixed, seeded batch of ``texts``
-    (the batch :func:`mlm_pretrain` reports ``loss_before`` / ``loss_after`` on)."""
+    """Masked-LM loss (nats per masked token) of the model in ``model_dir`` on a fixed, seeded
+    batch of ``texts`` (the batch :func:`mlm_pretrain` reports ``loss_before`` / ``loss_after`` on)."""
     _check_mlm_args(0, batch_size, 1.0, mask_prob, max_length)
     with _torch_threads(num_threads):
         tok, mlm = _load_mlm(Path(model_dir), seed)
-        batcher = _Batcher(tok, _check_texts(texts), max_length, mask_prob)
-        return _eval_loss(mlm, batcher.fixed_batch(batch_size, seed))
+        examples = _TextExamples(tok, _check_texts(texts), _max_length(tok, max_length))
+        return _eval_loss(mlm, _fixed_batch(examples, (tok, mask_prob), batch_size, seed))
 
 
 def mlm_pretrain(model_dir: str | os.PathLike, texts: Sequence[str], *, steps: int = 200, batch_size: int = 32,
@@ -422,24 +496,28 @@ def mlm_pretrain(model_dir: str | os.PathLike, texts: Sequence[str], *, steps: i
                  show_progress: bool | None = None, num_threads: int | None = 1) -> Path:
     """Brief masked-LM pre-training of the encoder in ``model_dir`` on ``texts`` (a stand-in for
     multilingual pre-training). Saves the encoder (``AutoModel`` loads it) and the MLM head back
-    into ``model_dir`` atomically, and appends the losses on a fixed batch to its spec file.
-    Seeded and deterministic on CPU; AdamW with 10 % warm-up then linear decay.
-    ``num_threads``: torch threads while training (None: leave as is)."""
+    into ``model_dir`` atomically, and appends the losses on a fixed batch to its spec file
+    (``"mlm"`` list). Seeded and deterministic on CPU; AdamW with 10 % warm-up then linear decay.
+    ``max_length``: tokens per text (capped at the model's); ``num_threads``: torch threads while
+    training (None: leave as is)."""
     _check_mlm_args(steps, batch_size, lr, mask_prob, max_length)
-    with _torch_threads(num_threads):
-        return _mlm_pretrain(Path(model_dir), texts, steps, batch_size, lr, mask_prob, max_length, seed,
-                             show_progress)
-
-
-def _mlm_pretrain(model_dir: Path, texts: Sequence[str], steps: int, batch_size: int, lr: float,
-                  mask_prob: float, max_length: int, seed: int, show_progress: bool | None) -> Path:
     texts = _check_texts(texts)
+    with _torch_threads(num_threads):
+        return _pretrain(Path(model_dir), "mlm", lambda tok: _TextExamples(tok, texts, _max_length(tok, max_length)),
+                         steps, batch_size, lr, mask_prob, seed, show_progress,
+                         {"max_length": max_length, "n_texts": len(texts)})
+
+
+def _pretrain(model_dir: Path, objective: str, make_examples, steps: int, batch_size: int, lr: float,
+              mask_prob: float, seed: int, show_progress: bool | None, record: dict) -> Path:
+    """The masked-LM loop shared by MLM (``objective="mlm"``) and TLM (``"tlm"``)."""
     start = time.perf_counter()
     tok, mlm = _load_mlm(model_dir, seed)
-    batcher = _Batcher(tok, texts, max_length, mask_prob)
-    fixed = batcher.fixed_batch(batch_size, seed)
+    examples = make_examples(tok)
+    fixed = _fixed_batch(examples, (tok, mask_prob), batch_size, seed)
     loss_before = _eval_loss(mlm, fixed)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # example order and (TLM) the two translations drawn
+    masker = _Masker(tok, mask_prob, seed)
     params = [p for p in mlm.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 10)
@@ -447,18 +525,19 @@ def _mlm_pretrain(model_dir: Path, texts: Sequence[str], steps: int, batch_size:
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
     order: list[int] = []
     losses: list[float] = []
+    name = objective.upper()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout
         mlm.train()
         loop_start = time.perf_counter()
-        bar = progress(range(steps), show=show_progress, desc="MLM pre-training", unit="step")
+        bar = progress(range(steps), show=show_progress, desc=f"{name} pre-training", unit="step")
         for _ in bar:
             if len(order) < batch_size:
-                order += torch.randperm(len(batcher.ids), generator=gen).tolist()
+                order += torch.randperm(len(examples), generator=gen).tolist()
             rows, order = order[:batch_size], order[batch_size:]
-            loss = mlm(**batcher.batch(rows, gen)).loss
+            loss = mlm(**masker(examples.get(rows, gen))).loss
             if not torch.isfinite(loss):
-                raise TrainingDivergedError(f"The MLM loss became {float(loss)} at step {len(losses)}; lower "
+                raise TrainingDivergedError(f"The {name} loss became {float(loss)} at step {len(losses)}; lower "
                                             f"lr (now {lr}). {model_dir} was left unchanged.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -473,9 +552,9 @@ def _mlm_pretrain(model_dir: Path, texts: Sequence[str], steps: int, batch_size:
     loss_after = _eval_loss(mlm, fixed)
     seconds = time.perf_counter() - start
     spec = _read_spec(model_dir)
-    spec.setdefault("mlm", []).append({
-        "steps": steps, "batch_size": batch_size, "lr": lr, "mask_prob": mask_prob, "max_length": max_length,
-        "seed": seed, "n_texts": len(texts), "loss_before": loss_before, "loss_after": loss_after,
+    spec.setdefault(objective, []).append({
+        "steps": steps, "batch_size": batch_size, "lr": lr, "mask_prob": mask_prob, **record,
+        "seed": seed, "loss_before": loss_before, "loss_after": loss_after,
         "first_train_loss": losses[0] if losses else None, "last_train_loss": losses[-1] if losses else None,
         "seconds": round(seconds, 3),
         "steps_per_second": round(steps / loop_seconds, 2) if steps and loop_seconds > 0 else None})
@@ -492,13 +571,173 @@ def _mlm_pretrain(model_dir: Path, texts: Sequence[str], steps: int, batch_size:
     return model_dir
 
 
+# --------------------------------------------------------------------------- translation LM
+
+
+def translation_pairs(data: Union["ParallelDataset", "RetrievalBenchmark"],
+                      languages: Sequence[str] | None = None) -> list[list[str]]:
+    """Translation sets for TLM: each inner list holds one text in each of its languages.
+
+    From a ``ParallelDataset`` (e.g. ``make_demo_world().train``): per group, the queries of
+    item ``k`` in each language form one list and, for text data, their positives another
+    (the k-th items of the languages are taken to be translations of one another). From a
+    ``RetrievalBenchmark``: the queries sharing an ``xid``, and the candidates sharing their
+    ``xids``. Texts within a list are ordered by language code; lists with fewer than two
+    languages are left out. ``languages``: keep only these (default: all)."""
+    from hbkit.benchmark import RetrievalBenchmark
+    from hbkit.parallel import TEXT, ParallelDataset
+
+    keep = None if languages is None else set(languages)
+    out: list[list[str]] = []
+    if isinstance(data, ParallelDataset):
+        for gi in range(len(data)):
+            langs = sorted(lang for lang in data.group_languages[gi] if keep is None or lang in keep)
+            for k in range(max((data.count(gi, lang) for lang in langs), default=0)):
+                items = [data.item(gi, lang, k) for lang in langs if data.count(gi, lang) > k]
+                out.append([it.query for it in items])
+                if data.modality == TEXT:
+                    out.append([it.positive for it in items])
+    elif isinstance(data, RetrievalBenchmark):
+        sets: dict[tuple[str, object], dict[str, str]] = {}
+        for q in data.queries:
+            if q.lang is not None and q.text and (keep is None or q.lang in keep):
+                sets.setdefault(("q", q.xid), {}).setdefault(q.lang, q.text)
+        for c in data.candidates:
+            if c.lang is not None and c.text and c.xids and (keep is None or c.lang in keep):
+                sets.setdefault(("c", c.xids), {}).setdefault(c.lang, c.text)
+        out = [[texts[lang] for lang in sorted(texts)] for texts in sets.values()]
+    else:
+        raise DataError(f"translation_pairs takes a ParallelDataset or a RetrievalBenchmark, got "
+                        f"{type(data).__name__}.")
+    return [texts for texts in out if len(texts) >= 2]
+
+
+def _check_parallel(parallel_texts: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Translation sets with at least two non-empty texts each (others dropped)."""
+    if isinstance(parallel_texts, str) or not isinstance(parallel_texts, Sequence):
+        raise DataError("parallel_texts must be a list of lists of translations, e.g. "
+                        "translation_pairs(make_demo_world().train).")
+    out = []
+    for texts in parallel_texts:
+        if isinstance(texts, str):
+            raise DataError("parallel_texts must be a list of lists of translations; an item is a single string. "
+                            "Build them with translation_pairs(dataset).")
+        texts = [t for t in texts if isinstance(t, str) and t.strip()]
+        if len(texts) >= 2:
+            out.append(texts)
+    if not out:
+        raise DataError("parallel_texts has no item with two or more translations. "
+                        "Build them with translation_pairs(dataset).")
+    return out
+
+
+def tlm_loss(model_dir: str | os.PathLike, parallel_texts: Sequence[Sequence[str]], *, batch_size: int = 32,
+             mask_prob: float = 0.15, max_length: int = 128, seed: int = 0, num_threads: int | None = 1) -> float:
+    """Masked-LM loss (nats per masked token) on a fixed, seeded batch of translation pairs,
+    both sentences masked (the batch :func:`tlm_pretrain` reports its losses on)."""
+    _check_mlm_args(0, batch_size, 1.0, mask_prob, max_length)
+    with _torch_threads(num_threads):
+        tok, mlm = _load_mlm(Path(model_dir), seed)
+        examples = _PairExamples(tok, _check_parallel(parallel_texts), _max_length(tok, max_length))
+        return _eval_loss(mlm, _fixed_batch(examples, (tok, mask_prob), batch_size, seed))
+
+
+def tlm_pretrain(model_dir: str | os.PathLike, parallel_texts: Sequence[Sequence[str]], *, steps: int = 200,
+                 batch_size: int = 32, lr: float = 5e-4, mask_prob: float = 0.15, max_length: int = 128,
+                 seed: int = 0, show_progress: bool | None = None, num_threads: int | None = 1) -> Path:
+    """Translation-LM pre-training (XLM's TLM) of the encoder in ``model_dir``: each example is
+    two translations of one item from ``parallel_texts`` (drawn at random, random order),
+    pair-encoded as one sequence (``tok(text_a, text_b)``, at most ``max_length`` tokens) and
+    masked as in BERT over both sentences. Continues from the MLM head a previous
+    :func:`mlm_pretrain` saved. Saves like :func:`mlm_pretrain` and appends its record to the
+    spec file's ``"tlm"`` list. Seeded and deterministic on CPU."""
+    _check_mlm_args(steps, batch_size, lr, mask_prob, max_length)
+    items = _check_parallel(parallel_texts)
+    with _torch_threads(num_threads):
+        return _pretrain(Path(model_dir), "tlm", lambda tok: _PairExamples(tok, items, _max_length(tok, max_length)),
+                         steps, batch_size, lr, mask_prob, seed, show_progress,
+                         {"max_length": max_length, "n_items": len(items),
+                          "n_texts": sum(len(texts) for texts in items)})
+
+
+@torch.no_grad()
+def tlm_context_losses(model_dir: str | os.PathLike, parallel_texts: Sequence[Sequence[str]], *,
+                       n_pairs: int = 64, mask_prob: float = 0.15, seed: int = 0,
+                       num_threads: int | None = 1) -> dict[str, float]:
+    """How much the model uses the other language: masked-LM loss (nats per masked token) on the
+    same masked tokens of a target sentence ``b``, given as first segment
+
+    - ``"translation"``: ``a``, a translation of ``b`` (another language of the same item);
+    - ``"unrelated"``: the text at ``a``'s position in the next item (``a``'s language when
+      the items list their languages alike, as :func:`translation_pairs` does);
+    - ``"none"``: nothing, ``b`` alone.
+
+    Pairs: up to ``n_pairs`` items spread evenly over ``parallel_texts``, two translations drawn
+    per item (seeded); ``mask_prob`` of ``b``'s tokens (at least one) are replaced by the mask
+    token, never ``a``'s. Pairs longer than the model's input are left out. Also returns
+    ``"n_pairs"`` and ``"n_masked"``."""
+    items = _check_parallel(parallel_texts)
+    if len(items) < 2:
+        raise DataError("tlm_context_losses needs at least two items (one serves as unrelated context).")
+    if not 0 < mask_prob < 1:
+        raise ConfigError(f"mask_prob must be between 0 and 1 (exclusive), got {mask_prob!r}.")
+    with _torch_threads(num_threads):
+        tok, mlm = _load_mlm(Path(model_dir), seed)
+        mlm.eval()
+        gen = torch.Generator().manual_seed(seed + _EVAL_SEED_OFFSET)
+        limit = tok.model_max_length
+        inputs: dict[str, list[dict[str, list[int]]]] = {"translation": [], "unrelated": [], "none": []}
+        labels: dict[str, list[list[int]]] = {key: [] for key in inputs}
+        for i in _evenly(len(items), n_pairs):
+            a, b = torch.randperm(len(items[i]), generator=gen)[:2].tolist()
+            other = items[(i + 1) % len(items)]
+            encs = {"translation": tok(items[i][a], items[i][b]),
+                    "unrelated": tok(other[a % len(other)], items[i][b]), "none": tok(items[i][b])}
+            spans = {}
+            for key, enc in encs.items():
+                target = 0 if key == "none" else 1
+                spans[key] = [j for j, sid in enumerate(enc.sequence_ids()) if sid == target]
+            b_ids = [encs["none"]["input_ids"][j] for j in spans["none"]]
+            picked = torch.rand(len(b_ids), generator=gen) < mask_prob
+            if not picked.any():
+                picked[torch.randint(len(b_ids), (1,), generator=gen)] = True
+            if any(len(enc["input_ids"]) > limit for enc in encs.values()) or any(
+                    [encs[key]["input_ids"][j] for j in spans[key]] != b_ids for key in encs):
+                continue  # too long, or b tokenised differently in a pair
+            for key, enc in encs.items():
+                ids, lab = list(enc["input_ids"]), [-100] * len(enc["input_ids"])
+                for j, masked in zip(spans[key], picked.tolist()):
+                    if masked:
+                        lab[j], ids[j] = ids[j], tok.mask_token_id
+                inputs[key].append({**{k: list(v) for k, v in enc.items()}, "input_ids": ids})
+                labels[key].append(lab)
+        if not labels["none"]:
+            raise DataError("No translation pair fits the model's input length; pass shorter texts.")
+        out: dict[str, float] = {}
+        for key in inputs:
+            batch = dict(tok.pad(inputs[key], return_tensors="pt"))
+            width = batch["input_ids"].shape[1]
+            batch["labels"] = torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels[key]])
+            out[key] = float(mlm(**batch).loss)
+        out["n_pairs"] = len(labels["none"])
+        out["n_masked"] = int(sum(sum(x != -100 for x in lab) for lab in labels["none"]))
+        return out
+
+
 # --------------------------------------------------------------------------- convenience
 
 
-def _texts_digest(texts: list[str]) -> str:
+def _digest(texts: Sequence[str] | Sequence[Sequence[str]]) -> str:
+    """SHA-256 of texts (or of lists of texts), order-sensitive."""
     h = hashlib.sha256()
     for t in texts:
-        h.update(t.encode("utf-8"))
+        if isinstance(t, str):
+            h.update(t.encode("utf-8"))
+        else:
+            h.update(b"\1")
+            for u in t:
+                h.update(u.encode("utf-8"))
+                h.update(b"\0")
         h.update(b"\0")
     return h.hexdigest()
 
@@ -507,28 +746,53 @@ def _complete(model_dir: Path) -> bool:
     return all((model_dir / f).exists() for f in _MODEL_FILES + (SPEC_FILE, ENCODER_CONFIG_FILE))
 
 
+def _check_options(options: Mapping[str, float] | None, what: str) -> dict:
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(_MLM_OPTIONS))
+    if unknown:
+        raise ConfigError(f"Unknown {what} {unknown}. Use: {', '.join(_MLM_OPTIONS)}.")
+    return options
+
+
+def _check_steps(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}.")
+    return value
+
+
 def make_tiny_model(kind: str, out_dir: str | os.PathLike, texts: Sequence[str], *, vocab_size: int = 2000,
                     mlm_steps: int = 0, seed: int = 0, mlm_options: Mapping[str, float] | None = None,
+                    tlm_steps: int = 0, parallel_texts: Sequence[Sequence[str]] | None = None,
+                    tlm_options: Mapping[str, float] | None = None,
                     show_progress: bool | None = None, **arch: int) -> Path:
-    """Train a tokenizer, build a tiny model and optionally MLM-pre-train it, in ``out_dir``.
+    """Train a tokenizer on ``texts``, build a tiny model, optionally MLM-pre-train it on
+    ``texts`` (``mlm_steps``), then optionally TLM-pre-train it on ``parallel_texts``
+    (``tlm_steps``; lists of translations, e.g. ``translation_pairs(world.train)``), in ``out_dir``.
 
     ``arch``: hidden_size, num_layers, num_heads, intermediate_size, max_position.
-    ``mlm_options``: batch_size, lr, mask_prob, max_length for :func:`mlm_pretrain`.
+    ``mlm_options`` / ``tlm_options``: batch_size, lr, mask_prob, max_length for
+    :func:`mlm_pretrain` / :func:`tlm_pretrain`. ``parallel_texts`` is ignored when
+    ``tlm_steps`` is 0 (the build is then the same as without it).
     When ``out_dir`` already holds a complete model built with the same request (kind, sizes,
     seed, steps and the same texts), it is reused as is. The folder is replaced atomically.
     """
     kind = _kind(kind)
     texts = _check_texts(texts)
     arch = _check_arch(arch)
-    options = dict(mlm_options or {})
-    unknown = sorted(set(options) - set(_MLM_OPTIONS))
-    if unknown:
-        raise ConfigError(f"Unknown mlm_options {unknown}. Use: {', '.join(_MLM_OPTIONS)}.")
-    if isinstance(mlm_steps, bool) or not isinstance(mlm_steps, int) or mlm_steps < 0:
-        raise ConfigError(f"mlm_steps must be an integer >= 0, got {mlm_steps!r}.")
+    options = _check_options(mlm_options, "mlm_options")
+    mlm_steps = _check_steps(mlm_steps, "mlm_steps")
+    tlm_steps = _check_steps(tlm_steps, "tlm_steps")
     request = {"format": _FORMAT, "kind": kind, "vocab_size": vocab_size, "arch": arch, "seed": seed,
                "mlm_steps": mlm_steps, "mlm_options": options, "n_texts": len(texts),
-               "texts_sha256": _texts_digest(texts)}
+               "texts_sha256": _digest(texts)}
+    items: list[list[str]] = []
+    if tlm_steps:
+        if parallel_texts is None:
+            raise ConfigError("tlm_steps > 0 needs parallel_texts: lists of translations, e.g. "
+                              "translation_pairs(make_demo_world().train).")
+        items = _check_parallel(parallel_texts)
+        request.update(tlm_steps=tlm_steps, tlm_options=_check_options(tlm_options, "tlm_options"),
+                       n_parallel=len(items), parallel_sha256=_digest(items))
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists():
         spec = _read_spec(out_dir)
@@ -542,6 +806,9 @@ def make_tiny_model(kind: str, out_dir: str | os.PathLike, texts: Sequence[str],
         build_tiny_model(kind, tmp, tmp, seed=seed, **arch)
         if mlm_steps:
             mlm_pretrain(tmp, texts, steps=mlm_steps, seed=seed, show_progress=show_progress, **options)
+        if tlm_steps:
+            tlm_pretrain(tmp, items, steps=tlm_steps, seed=seed, show_progress=show_progress,
+                         **request["tlm_options"])
         spec = _read_spec(tmp)
         spec["request"] = request
         write_json(tmp / SPEC_FILE, spec)
