@@ -12,6 +12,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from hbkit.datasets import download as dl
 from hbkit.datasets import mlqa_r
 from hbkit.errors import DataError, UnknownLanguageError
 from hbkit.datasets.mlqa_r import (LAREQA_CANDIDATES, LAREQA_QUESTIONS, MLQARecord, build_mlqa_r, find_mlqa_dev_files,
@@ -229,6 +230,11 @@ def test_load_with_download_from_local_server(tmp_path, monkeypatch):
         monkeypatch.setenv("HBKIT_CACHE", str(tmp_path / "cache"))
         with pytest.raises(DataError, match="download=True"):
             load_mlqa_r(languages=["en"])
+        # the archive is checked against the official digest: this stand-in does not match
+        with pytest.raises(DataError, match=f"Checksum mismatch.*expected sha256 {mlqa_r.MLQA_SHA256}"):
+            load_mlqa_r(languages=["en"], download=True)
+        assert not (tmp_path / "cache" / "mlqa" / "MLQA_V1.zip").exists()
+        monkeypatch.setattr(mlqa_r, "MLQA_SHA256", dl.sha256_of(site / "MLQA_V1.zip"))
         b = load_mlqa_r(languages=["en"], download=True)
     finally:
         httpd.shutdown()

@@ -1,4 +1,5 @@
-"""hbkit.datasets.training_data on small synthetic files in tmp_path; no network."""
+"""Parallel files, mMARCO, SQuADShifts and mix_summary (through hbkit.datasets.training_data, which re-exports
+them) on small synthetic files in tmp_path; no network."""
 from __future__ import annotations
 
 import gzip
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hbkit.datasets import mmarco
+from hbkit.datasets import squadshifts
 from hbkit.datasets import training_data as td
 from hbkit.errors import ConfigError, DataError, UnknownLanguageError
 from hbkit.parallel import ImageRef, ParallelDataset, ParallelItem
@@ -101,11 +104,13 @@ def test_empty_text_cell_names_row_and_column(tmp_path):
         td.read_parallel_file(path)
 
 
-def test_duplicate_group_language_names_both_rows(tmp_path):
-    path = _write(tmp_path / "dup.csv", GOOD_CSV + "1,en,again,again\n")
-    with pytest.raises(DataError, match=r"dup\.csv, row 4: group '1' has a second row in language 'en' "
-                                        r"\(the first is row 1\)"):
-        td.read_parallel_file(path)
+def test_several_rows_per_group_and_language_are_kept_in_order(tmp_path):
+    path = _write(tmp_path / "dup.csv", GOOD_CSV + "1,en,again,p1b\n")
+    ds = td.read_parallel_file(path)
+    assert ds.count(0, "en") == 2 and ds.count(0, "de") == 1 and ds.num_items == 4
+    assert [it.query for it in ds.items() if it.group == "1" and it.lang == "en"] == ["q1", "again"]
+    assert ds.item(0, "en", 1) == ParallelItem("1", "en", "again", "p1b", None)
+    assert ds.max_items_per_language == 2
 
 
 def test_requested_language_absent_lists_available(tmp_path):
@@ -155,12 +160,15 @@ def test_corrupt_binary_files_name_the_file(tmp_path):
         td.read_parallel_file(empty)
 
 
-def test_write_refuses_image_text_and_bad_input(tmp_path):
-    img = ParallelDataset([ParallelItem("i1", "en", "a cat", ImageRef("img1.jpg"))], "img", passage_has_language=False)
-    with pytest.raises(ConfigError, match="image–text"):
-        td.write_parallel_file(img, tmp_path / "x.csv")
+def test_write_refuses_bad_input(tmp_path):
     with pytest.raises(ConfigError, match="needs a ParallelDataset"):
         td.write_parallel_file([1, 2], tmp_path / "x.csv")
+    img = ParallelDataset([ParallelItem("i1", "en", "a cat", ImageRef("img1.jpg"))], "img")
+    with pytest.raises(DataError, match=r"x\.xlsx: unsupported file type"):
+        td.write_parallel_file(img, tmp_path / "x.xlsx")
+    with pytest.raises(DataError, match="Parquet files are compressed internally"):
+        td.write_parallel_file(img, tmp_path / "x.parquet.gz")
+    assert not list(tmp_path.iterdir())
 
 
 # ----------------------------------------------------------------------------- mMARCO, aligned joined triples
@@ -224,14 +232,14 @@ def test_mmarco_streams_only_what_it_needs(tmp_path, monkeypatch):
         with open(path, "a", encoding="utf-8") as fh:
             fh.write("this line is malformed and must never be parsed\n")
     consumed = {"lines": 0}
-    real = td._iter_lines
+    real = mmarco.iter_lines
 
     def counting(*args, **kwargs):
         for row in real(*args, **kwargs):
             consumed["lines"] += 1
             yield row
 
-    monkeypatch.setattr(td, "_iter_lines", counting)
+    monkeypatch.setattr(mmarco, "iter_lines", counting)
     t0 = time.perf_counter()
     ds = td.load_mmarco(["en", "hi"], source=tmp_path, max_groups=10)
     elapsed = time.perf_counter() - t0
@@ -332,14 +340,14 @@ def test_mmarco_id_files(tmp_path, hub_layout):
 def test_mmarco_id_files_stop_reading_early_and_detect_gaps(tmp_path, monkeypatch):
     _write_id_files(tmp_path, hub_layout=False)
     consumed: dict[str, int] = {}
-    real = td._iter_lines
+    real = mmarco.iter_lines
 
     def counting(label, *args, **kwargs):
         for row in real(label, *args, **kwargs):
             consumed[Path(label).name] = consumed.get(Path(label).name, 0) + 1
             yield row
 
-    monkeypatch.setattr(td, "_iter_lines", counting)
+    monkeypatch.setattr(mmarco, "iter_lines", counting)
     td.load_mmarco(["en"], source=tmp_path, max_groups=1)
     assert consumed["triples.train.ids.small.tsv"] == 1
     assert consumed["english_collection.tsv"] == 5  # needs pids 100 (line 1) and 200 (line 5) of 10
@@ -371,7 +379,7 @@ def test_mmarco_hub_library_errors_become_data_errors(monkeypatch):
 
     if not constants.HF_HUB_OFFLINE:
         pytest.skip("huggingface_hub was imported with offline mode off; this test must not touch the network")
-    monkeypatch.setattr(td, "_hub_offline", lambda: False)
+    monkeypatch.setattr(mmarco, "_hub_offline", lambda: False)
     with pytest.raises(DataError, match=r"hf://datasets/unicamp-dl/mmarco/data/triples\.train\.ids\.small\.tsv.*"
                                         r"OfflineModeIsEnabled.*source="):
         td.load_mmarco(["en"], max_groups=3)
@@ -395,7 +403,7 @@ def test_mmarco_hub_reads_the_repository_files(tmp_path, monkeypatch):
             return open(tmp_path / path[len(prefix):], "rb")
 
     monkeypatch.setattr(huggingface_hub, "HfFileSystem", LocalHub)
-    monkeypatch.setattr(td, "_hub_offline", lambda: False)
+    monkeypatch.setattr(mmarco, "_hub_offline", lambda: False)
     ds = td.load_mmarco(["de", "en"], max_groups=2)
     assert ds.groups == ["mmarco:10", "mmarco:11"]
     assert ds.item(1, "de").positive == "ge passage 101"
@@ -481,14 +489,30 @@ def test_squadshifts_max_items_folder_and_cache(tmp_path, monkeypatch):
     full = td.load_squadshifts("reddit", source=folder)
     three = td.load_squadshifts("reddit", source=folder, max_items=3)
     assert [it.group for it in three.items()] == [full.items()[k].group for k in (0, 2, 4)]
-    # source=None uses the download cache: a cached file is used without network
+    # source=None asks the checksummed download for the official file...
+    from hbkit.datasets import download as dl
+
     cache = tmp_path / "cache"
     (cache / "squadshifts").mkdir(parents=True)
-    _squad_file(cache / "squadshifts" / "amazon_reviews_v1.0.json")
+    cached = _squad_file(cache / "squadshifts" / "amazon_reviews_v1.0.json")
     monkeypatch.setenv("HBKIT_CACHE", str(cache))
-    assert td.load_squadshifts("amazon").items() == [
-        ParallelItem(it.group.replace("reddit", "amazon"), "en", it.query, it.positive, it.negative)
-        for it in full.items()]
+    calls = []
+    real_download = dl.download
+
+    def recording(url, dest_dir=None, **kw):
+        calls.append((url, Path(dest_dir), kw))
+        return cached
+
+    monkeypatch.setattr(dl, "download", recording)
+    expected = [ParallelItem(it.group.replace("reddit", "amazon"), "en", it.query, it.positive, it.negative)
+                for it in full.items()]
+    assert td.load_squadshifts("amazon").items() == expected
+    assert calls == [(td.SQUADSHIFTS_URL + "amazon_reviews_v1.0.json", cache / "squadshifts",
+                      {"sha256": "9db7bdee84a91f0fb80b9e74f365042fbbb217cb8e0a7e73bb071245472589b6"})]
+    # ...and a cached file with the pinned digest is used without network
+    monkeypatch.setattr(dl, "download", real_download)
+    monkeypatch.setitem(squadshifts.SQUADSHIFTS_SHA256, "amazon", dl.sha256_of(cached))
+    assert td.load_squadshifts("amazon").items() == expected
 
 
 def test_squadshifts_errors(tmp_path):
@@ -520,7 +544,8 @@ def test_mix_summary(tmp_path):
     own = ParallelDataset([ParallelItem("a", "en", "q", "p"), ParallelItem("b", "en", "q2", "p2", "n2"),
                            ParallelItem("b", "fr", "q3", "p3")], name="own")
     table = td.mix_summary([mm, own])
-    assert list(table.columns) == ["name", "groups", "items", "languages", "negatives", "share"]
+    assert list(table.columns) == ["name", "groups", "items", "languages", "negatives", "share", "modality"]
+    assert table["modality"].tolist() == ["text", "text"]
     assert table["name"].tolist() == ["mmarco", "own"]
     assert table["groups"].tolist() == [30, 2]
     assert table["items"].tolist() == [60, 3]

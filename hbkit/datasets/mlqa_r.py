@@ -18,10 +18,11 @@ SQuAD format) with the construction of XQuAD-R (:mod:`hbkit.datasets.xquad_r`):
   pooled benchmark a question's relevant set is its answer sentence in every language
   whose dev file has that id (2–4 in the full 7-language pool).
 
-Sentence splitting (:data:`SENTENCE_SPLITTER`, :func:`split_sentences`): MLQA contexts
-carry no sentence breaks, and LAReQA annotated them with an unreleased splitter. hbkit
-uses its own small rule-based splitter (standard library ``re`` only, no package covers
-all seven languages and scripts), tuned to reproduce LAReQA's sentence counts. Compared
+Sentence splitting (:mod:`hbkit.datasets.sentences`: :data:`SENTENCE_SPLITTER`,
+:func:`split_sentences`, re-exported here): MLQA contexts carry no sentence breaks, and
+LAReQA annotated them with an unreleased splitter. hbkit uses its own small rule-based
+splitter (standard library ``re`` only, no package covers all seven languages and
+scripts), tuned to reproduce LAReQA's sentence counts. Compared
 with the sentence breaks LAReQA released for MLQA-R (historical revision of
 github.com/google-research-datasets/lareqa, folder ``mlqa-dev-r``), the candidate counts
 per language are:
@@ -54,11 +55,11 @@ from __future__ import annotations
 
 from bisect import bisect_right
 import os
-import re
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
+from hbkit.datasets.sentences import SENTENCE_SPLITTER, sentences, split_sentences
 from hbkit.datasets.squad_json import read_squad_json
 from hbkit.errors import DataError, UnknownLanguageError
 from hbkit.languages import check_language, check_languages
@@ -66,32 +67,18 @@ from hbkit.languages import check_language, check_languages
 #: The 7 MLQA-R languages.
 MLQA_R_LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "hi", "vi", "zh")
 
-#: Official MLQA archive (about 76 MB; dev files under ``MLQA_V1/dev/``).
+#: Official MLQA archive (75,719,050 bytes; dev files under ``MLQA_V1/dev/``).
 MLQA_URL = "https://dl.fbaipublicfiles.com/MLQA/MLQA_V1.zip"
+#: sha256 of :data:`MLQA_URL` (as recorded for this URL in the ``datasets`` MLQA loading script's metadata).
+MLQA_SHA256 = "246e8089933d13007fe80684d5c5c0713d6834cf8b3b4a0ec7c66f0a0d2baac8"
 
 #: LAReQA's MLQA-R statistics: questions and candidate sentences per language.
 LAREQA_QUESTIONS: dict[str, int] = {"ar": 517, "de": 512, "en": 1148, "es": 500, "hi": 507, "vi": 511, "zh": 504}
 LAREQA_CANDIDATES: dict[str, int] = {"ar": 2545, "de": 2362, "en": 6264, "es": 1787, "hi": 2426, "vi": 2828,
                                      "zh": 2322}
 
-SENTENCE_SPLITTER = """\
-hbkit rule-based multilingual sentence splitter (hbkit.datasets.mlqa_r.split_sentences), v1.
-A sentence ends after a run of terminators  . ! ? … ؟ ۔ । ॥ 。 ！ ？ ｡  plus any closing
-quotes or brackets, where the next sentence starts at the next non-space character, except:
-- never before a lowercase letter (cased scripts);
-- with no space after the terminator, only when the next character is a letter of a
-  caseless script (Arabic, Devanagari, Han, ...) or the terminator is CJK (。！？) and the
-  next character is not a digit; in Vietnamese also before an uppercase letter when the
-  terminator follows a digit or a closing bracket/quote ("năm 2008.Tại");
-- not after a known abbreviation (Dr. St. Inc. e.g. z. B. d. h. n. Chr. ...), a single
-  uppercase letter (initials: "J. C. Bose"), a dotted acronym (U.S. S.H.I.E.L.D.),
-  and in German not after a Roman numeral ("Wilhelm I.") or a day/ordinal number
-  before a month or "Jahrhundert" or after an article/preposition ("am 25. Januar",
-  "des 19. Jahrhunderts", "die 12. FIFA ...").
-Whitespace between sentences belongs to neither sentence."""
-
-__all__ = ["MLQA_R_LANGUAGES", "MLQA_URL", "LAREQA_QUESTIONS", "LAREQA_CANDIDATES", "SENTENCE_SPLITTER",
-           "MLQARecord", "split_sentences", "sentences", "read_mlqa_squad_json", "read_mlqa_arrow",
+__all__ = ["MLQA_R_LANGUAGES", "MLQA_URL", "MLQA_SHA256", "LAREQA_QUESTIONS", "LAREQA_CANDIDATES",
+           "SENTENCE_SPLITTER", "MLQARecord", "split_sentences", "sentences", "read_mlqa_squad_json", "read_mlqa_arrow",
            "build_mlqa_r", "load_mlqa_r", "find_mlqa_dev_files"]
 
 _EXTRACTED = "MLQA_V1.extracted"  # where load_mlqa_r(download=True) unpacks the archive
@@ -106,124 +93,6 @@ class MLQARecord(NamedTuple):
     question: str
     context: str
     answers: tuple[tuple[str, int], ...]  # (answer text, answer_start in context)
-
-
-# --------------------------------------------------------------------------- splitter
-
-_TERMINATORS = ".!?…؟۔।॥。！？｡"
-_CJK_TERMINATORS = "。！？｡"
-_CLOSERS = "\"'”’»)]}」』）›"
-_BOUNDARY = re.compile("([" + re.escape(_TERMINATORS) + "]+)([" + re.escape(_CLOSERS) + r"]*)(\s*)")
-_OPENERS = "([{\"“„«‚‘'"
-
-_COMMON_ABBREVIATIONS = ("mr mrs ms dr prof st jr sr vs etc e.g i.e inc ltd co corp bros no nos vol vols p pp c ca "
-                         "approx fig gen col lt sgt capt gov rev hon mt ft jan feb mar apr jun jul aug sep sept oct "
-                         "nov dec est dept univ")
-_ABBREVIATIONS: dict[str, frozenset[str]] = {
-    lang: frozenset((_COMMON_ABBREVIATIONS + " " + extra).split()) for lang, extra in {
-        "ar": "",
-        "de": "engl ste chr nr bzw z.b d.h u.a usw vgl sog evtl inkl ggf geb gest jh jhd hl hrsg bd abs art str "
-              "mio mrd",
-        "en": "",
-        "es": "sr sra srta dra etc ee.uu pág núm a.c d.c av",
-        "hi": "",
-        "vi": "tp ts ths gs pgs",
-        "zh": "",
-    }.items()
-}
-_COMMON = frozenset(_COMMON_ABBREVIATIONS.split())
-_ROMAN = re.compile(r"[IVXLC]+")
-_DE_ORDINAL_NEXT = re.compile(r"(Januar|Jänner|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|"
-                              r"November|Dezember|Jahrhundert\w*|Jahrtausend\w*|Jh)\b")
-_DE_ORDINAL_PREV = frozenset("der die das des dem den am im vom zum zur beim ab bis seit um und oder bzw zwischen "
-                             "ein eine einem einer eines ihres seines ihrem seinem ihrer seiner nach vor auf an in "
-                             "zu mit".split())
-_SHORT_ABBREVIATION_NEXT = re.compile(r"[^\W\d_]{1,4}\.")
-
-
-def _cased(ch: str) -> bool:
-    return ch.isalpha() and ch.upper() != ch.lower()
-
-
-def _token_before(text: str, end: int, floor: int) -> tuple[str, int]:
-    """The whitespace-delimited token ending at ``end`` (opening quotes/brackets stripped) and its start."""
-    k = end
-    while k > floor and not text[k - 1].isspace() and text[k - 1] not in _OPENERS:
-        k -= 1
-    return text[k:end], k
-
-
-def _word_before(text: str, k: int) -> str:
-    m = re.search(r"(\w+)\W*$", text[max(0, k - 40):k])
-    return m.group(1) if m else ""
-
-
-def _period_exception(text: str, tok: str, tok_start: int, next_pos: int, lang: str) -> bool:
-    """True when a '.' after ``tok`` does not end a sentence (abbreviation, initial, ordinal...)."""
-    low = tok.lower()
-    abbreviations = _ABBREVIATIONS.get(lang, _COMMON)
-    if low in abbreviations or low.rstrip(".") in abbreviations:
-        return True
-    if len(tok) == 1 and _cased(tok):
-        if tok.isupper():  # an initial: "J. C. Bose", "Ulysses S. Grant"
-            return True
-        if _SHORT_ABBREVIATION_NEXT.match(text, next_pos):  # "z. B.", "d. h.", "n. Chr."
-            return True
-    if "." in tok and tok.replace(".", "").isalpha() and all(len(p) <= 2 for p in tok.split(".")):
-        return True  # dotted acronym: "U.S", "e.g", "z.B", "S.H.I.E.L.D"
-    if lang == "de":
-        if _ROMAN.fullmatch(tok):  # "Wilhelm I.", "Friedrich III."
-            return True
-        if tok.isdigit() and len(tok) <= 3 and (_DE_ORDINAL_NEXT.match(text, next_pos)
-                                                or _word_before(text, tok_start).lower() in _DE_ORDINAL_PREV):
-            return True
-    return False
-
-
-def split_sentences(text: str, lang: str) -> list[tuple[int, int]]:
-    """Character spans ``[start, end)`` of the sentences of ``text`` (see :data:`SENTENCE_SPLITTER`).
-
-    Spans are in order, do not overlap, exclude the whitespace between sentences and
-    cover every non-space character of ``text``. An empty or blank text has no sentence.
-    """
-    if lang not in _ABBREVIATIONS:
-        check_language(lang, where="the sentence splitter")
-    n = len(text.rstrip())
-    start = len(text) - len(text.lstrip())
-    if start >= n:
-        return []
-    spans: list[tuple[int, int]] = []
-    for m in _BOUNDARY.finditer(text, start, n):
-        next_pos = m.end()
-        if next_pos >= n:
-            break
-        nxt = text[next_pos]
-        terms = m.group(1)
-        spaced = bool(m.group(3))
-        cjk = terms[-1] in _CJK_TERMINATORS
-        if _cased(nxt) and nxt.islower():
-            continue
-        if not spaced:
-            if cjk:
-                if nxt.isdigit():
-                    continue
-            elif not (nxt.isalpha() and not _cased(nxt)):
-                prev = text[m.start(1) - 1] if m.start(1) > 0 else ""
-                if not (lang == "vi" and nxt.isupper() and (prev.isdigit() or prev in ")]\"”»")):
-                    continue
-        if terms[-1] == "." and not cjk:
-            tok, tok_start = _token_before(text, m.start(1), start)
-            if tok and _period_exception(text, tok, tok_start, next_pos, lang):
-                continue
-        spans.append((start, m.end(2)))
-        start = next_pos
-    spans.append((start, n))
-    return spans
-
-
-def sentences(text: str, lang: str) -> list[str]:
-    """The sentences of ``text`` as strings (see :func:`split_sentences`)."""
-    return [text[a:b] for a, b in split_sentences(text, lang)]
 
 
 # --------------------------------------------------------------------------- readers
@@ -390,8 +259,11 @@ def build_mlqa_r(sources: Mapping[str, str | os.PathLike | Iterable], languages:
     if not sources:
         raise DataError("build_mlqa_r got no sources: pass {language: path or records}, e.g. "
                         "{'ar': '.../dev-context-ar-question-ar.json'}.")
-    for lang in sources:
-        check_language(lang, MLQA_R_LANGUAGES, where="MLQA-R sources")
+    normalised = {check_language(lang, MLQA_R_LANGUAGES, where="MLQA-R sources"): lang for lang in sources}
+    if len(normalised) != len(sources):
+        raise UnknownLanguageError(f"MLQA-R sources name one language twice ({sorted(sources)}, e.g. 'de' and "
+                                   "'deu'): give one source per language.")
+    sources = {code: sources[given] for code, given in normalised.items()}
     if isinstance(languages, str):
         languages = [languages]
     if languages is None:
@@ -440,7 +312,8 @@ def load_mlqa_r(root: str | os.PathLike | None = None, languages: Sequence[str] 
             ``~/.cache/hbkit``) under ``mlqa/``.
         languages: subset of :data:`MLQA_R_LANGUAGES` (default: all 7).
         download: if the files are not under ``root``, fetch :data:`MLQA_URL` with
-            :func:`hbkit.datasets.download.download` and unpack it there.
+            :func:`hbkit.datasets.download.download` (resumable, checked against
+            :data:`MLQA_SHA256`) and unpack it there.
 
     Raises:
         UnknownLanguageError: a language that is not an MLQA-R language.
@@ -456,7 +329,7 @@ def load_mlqa_r(root: str | os.PathLike | None = None, languages: Sequence[str] 
     found = find_mlqa_dev_files(folder) if folder.is_dir() else {}
     missing = [lang for lang in langs if lang not in found]
     if missing and download:
-        archive = dl.download(MLQA_URL, folder)
+        archive = dl.download(MLQA_URL, folder, sha256=MLQA_SHA256)
         dl.extract_zip(archive, folder / _EXTRACTED)
         found = find_mlqa_dev_files(folder)
         missing = [lang for lang in langs if lang not in found]
