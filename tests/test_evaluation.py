@@ -11,8 +11,9 @@ from sklearn.metrics import average_precision_score
 
 from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
 from hbkit.errors import ConfigError, DataError
-from hbkit.evaluation import (ALL_LANGUAGES, COLUMNS, NO_LANGUAGE, evaluate_embeddings, evaluate_model, headline,
-                              per_query_language)
+from hbkit.evaluation import (ALL_LANGUAGES, COLUMNS, DIRECTIONS, NO_LANGUAGE, TEXT_TO_TEXT, evaluate_embeddings,
+                              evaluate_model, headline, per_query_language, rerank_top_k, row_keys)
+from hbkit.kit.experiment import read_results
 
 LANGS = ["de", "en", "fr"]
 
@@ -45,8 +46,18 @@ def _embeddings(bench: RetrievalBenchmark, seed: int = 0, d: int = 8):
     return quant(q), quant(c)
 
 
-def _reference(bench, q, c, ks=(1, 10)) -> dict[tuple[str, str, str, str], float]:
-    """Slow per-query reference: sklearn AP, numpy ranks."""
+def _reranked(scores: np.ndarray, ids: np.ndarray, new: np.ndarray, k: int) -> np.ndarray:
+    """Reference re-ranking of one query's scores: the top k (by score, then lower id) are put above
+    the rest in the order of ``new`` (ties kept); the rest keep their scores."""
+    top = np.lexsort((ids, -scores))[:k]
+    out = scores.copy()
+    out[top] = 1000.0 + np.array([(new[top] < v).sum() for v in new[top]])
+    return out
+
+
+def _reference(bench, q, c, ks=(1, 10), hit_ks=(), rescore=None, k=0) -> dict[tuple[str, str, str, str], float]:
+    """Slow per-query reference: sklearn AP, numpy ranks; ``rescore(i, ids) -> new scores``
+    re-ranks each setting's own top k."""
     s = q.astype(np.float64) @ c.astype(np.float64).T
     cl = np.array([cd.lang for cd in bench.candidates])
     acc: dict[tuple, list[float]] = {}
@@ -61,10 +72,15 @@ def _reference(bench, q, c, ks=(1, 10)) -> dict[tuple[str, str, str, str], float
             y, sc = rel[cols], s[i, cols]
             if not y.any():
                 continue
+            if rescore is not None:
+                ids = np.flatnonzero(cols)
+                sc = _reranked(sc, ids, rescore(i, ids), k)
             ranks = np.array([(sc >= v).sum() for v in sc[y]])
             acc.setdefault((setting, qlang, clang, "mAP"), []).append(average_precision_score(y, sc))
-            for k in ks:
-                acc.setdefault((setting, qlang, clang, f"R@{k}"), []).append((ranks <= k).mean())
+            for k_ in ks:
+                acc.setdefault((setting, qlang, clang, f"R@{k_}"), []).append((ranks <= k_).mean())
+            for k_ in hit_ks:
+                acc.setdefault((setting, qlang, clang, f"hit@{k_}"), []).append(float((ranks <= k_).any()))
             if setting == "multilingual":
                 best = {}
                 for r, lang in zip(ranks, cl[cols][y]):
@@ -86,6 +102,7 @@ def case():
 def test_tidy_shape_and_columns(case):
     bench, _, _, df = case
     assert list(df.columns) == COLUMNS
+    assert (df.direction == TEXT_TO_TEXT).all()
     counts = df.groupby("setting").size().to_dict()
     assert counts == {"monolingual": 3 * 3, "cross-lingual": 6 * 3, "multilingual": 3 * 4}
     assert set(df.metric) == {"mAP", "R@1", "R@10", "rank_distance"}
@@ -218,3 +235,128 @@ def test_errors_name_the_problem(case):
         evaluate_embeddings(bench, q, c, meta={"modle": "x"})
     with pytest.raises(DataError, match="columns"):
         headline(pd.DataFrame({"value": [1.0]}))
+
+
+def _hash_rescorer(qi: torch.Tensor, ci: torch.Tensor) -> torch.Tensor:
+    """Deterministic pseudo-random re-scores with many ties (13 levels)."""
+    return ((qi.unsqueeze(1) * 7919 + ci * 104729) % 13).to(torch.float32)
+
+
+@pytest.mark.parametrize("k", [1, 5, 200])
+def test_rescore_matches_reference(case, k):
+    # each setting re-ranks its own top k; beyond k the first-stage order (and its ties) is kept
+    bench, q, c, _ = case
+    df = evaluate_embeddings(bench, q, c, rescore=_hash_rescorer, rescore_k=k, chunk_size=5)
+    ref = _reference(bench, q, c, rescore=lambda i, ids: _hash_rescorer(torch.tensor([i]), torch.from_numpy(ids))
+                     .numpy()[0], k=k)
+    got = {(r.setting, r.query_lang, r.candidate_lang, r.metric): r.value for r in df.itertuples()}
+    assert set(got) == set(ref)
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_identity_rescore_changes_nothing():
+    # continuous scores (no ties at the cut-off): re-scoring the top k by the same scores is a no-op
+    bench = _bench(seed=4)
+    rng = np.random.default_rng(4)
+    q = rng.normal(size=(len(bench.queries), 8)).astype(np.float32)
+    c = rng.normal(size=(len(bench.candidates), 8)).astype(np.float32)
+    qt, ct = torch.from_numpy(q), torch.from_numpy(c)
+    ident = lambda qi, ci: qt[qi].unsqueeze(1).mul(ct[ci]).sum(-1)  # noqa: E731
+    plain = evaluate_embeddings(bench, q, c)
+    for k in (3, 1000):
+        pd.testing.assert_frame_equal(evaluate_embeddings(bench, q, c, rescore=ident, rescore_k=k), plain)
+
+
+def test_rerank_top_k_order_ties_and_beyond_k():
+    scores = torch.tensor([[0.5, 0.9, 0.1, 0.7, 0.3, 0.7]])
+    seen = []
+
+    def reverse(qi, ci):
+        seen.append((qi.tolist(), ci.tolist()))
+        return -scores[0, ci - 10]
+
+    out = rerank_top_k(scores, torch.tensor([4]), torch.arange(10, 16), reverse, 2)
+    # top 2: 0.9 (col 1) and, of the tied 0.7s, the lower id (col 3); reversed: col 3 above col 1
+    assert seen == [([4], [[11, 13]])]
+    assert torch.argsort(out[0], descending=True, stable=True).tolist() == [3, 1, 5, 0, 4, 2]
+    keep = [0, 2, 4, 5]
+    assert torch.equal(out[:, keep], scores[:, keep]) and out[0, 3] > out[0, 1] > scores.max()
+    # ids decide ties at the cut-off: with descending ids, the tied 0.7 of col 5 (id 10) is taken
+    out = rerank_top_k(scores, torch.tensor([0]), torch.arange(15, 9, -1), lambda qi, ci: torch.ones(1, 2), 2)
+    assert out[0, 5] == out[0, 1] > scores.max() and out[0, 3] == scores[0, 3]  # equal re-scores stay tied
+    # k >= n: everything ordered by the re-scores; works for large and negative score scales
+    big = torch.tensor([[-3e6, 5e6, 1e6]])
+    out = rerank_top_k(big, torch.tensor([0]), torch.arange(3), lambda qi, ci: -big[0, ci], 10)
+    assert torch.argsort(out[0], descending=True).tolist() == [0, 2, 1] and out.min() > big.max()
+
+
+def test_rescore_errors(case):
+    bench, q, c, _ = case
+    with pytest.raises(DataError, match="shape"):
+        evaluate_embeddings(bench, q, c, rescore=lambda qi, ci: torch.zeros(len(qi), 1), rescore_k=3)
+    with pytest.raises(DataError, match="NaN"):
+        evaluate_embeddings(bench, q, c, rescore=lambda qi, ci: torch.full(ci.shape, float("nan")), rescore_k=3)
+    with pytest.raises(ConfigError, match="rescore_k"):
+        evaluate_embeddings(bench, q, c, rescore=_hash_rescorer, rescore_k=0)
+    with pytest.raises(ConfigError, match="rescore must be a function"):
+        evaluate_embeddings(bench, q, c, rescore=3)
+
+
+def test_hit_at_k_rows_when_asked(case):
+    bench, q, c, df = case
+    assert not df.metric.str.startswith("hit@").any()  # text→text default: none
+    hits = evaluate_embeddings(bench, q, c, hit_ks=(1, 5))
+    ref = _reference(bench, q, c, hit_ks=(1, 5))
+    got = {(r.setting, r.query_lang, r.candidate_lang, r.metric): r.value for r in hits.itertuples()}
+    assert set(got) == set(ref) and {"hit@1", "hit@5"} <= set(hits.metric)
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+    # several relevant candidates: hit@k >= R@k, strictly somewhere
+    m = hits[hits.setting == "multilingual"].pivot_table(index="query_lang", columns="metric", values="value")
+    assert (m["hit@1"] >= m["R@1"]).all() and (m["hit@1"] > m["R@1"]).any()
+
+
+def _old_headline(df: pd.DataFrame) -> pd.DataFrame:
+    """The headline as computed before directions existed."""
+    keys = ["model", "strategy", "seed", "benchmark", "setting"]
+    pq = df.groupby(keys + ["query_lang", "metric"], sort=False).agg(value=("value", "mean")).reset_index()
+    return pq.groupby(keys + ["metric"], sort=False).agg(value=("value", "mean")).reset_index()
+
+
+def test_headline_unchanged_for_text_results_and_old_tables(case, tmp_path):
+    _, _, _, df = case
+    hl = headline(df)
+    old = _old_headline(df.drop(columns="direction"))
+    assert len(hl) == len(old) and (hl.direction == TEXT_TO_TEXT).all()
+    pd.testing.assert_frame_equal(hl[old.columns], old)
+    # a results CSV written before the direction column: read as text→text, same numbers
+    path = tmp_path / "results.csv"
+    df.drop(columns="direction").to_csv(path, index=False)
+    pd.testing.assert_frame_equal(headline(read_results(path)), hl)
+    mixed = pd.concat([read_results(path), df.assign(seed=4)], ignore_index=True)  # old + new rows
+    both = headline(mixed)
+    assert (both.direction == TEXT_TO_TEXT).all() and len(both) == 2 * len(hl)
+
+
+def test_headline_shows_query_count_range(case):
+    _, _, _, df = case
+    hl = headline(df).set_index(["setting", "metric"])
+    # fr has 11 queries, de and en 12: the cross-lingual macro average mixes pairs of 11 and 12 queries
+    assert tuple(hl.loc[("cross-lingual", "mAP"), ["n_queries_min", "n_queries_max"]]) == (11, 12)
+    cross = df[(df.setting == "cross-lingual") & (df.metric == "mAP")]
+    assert (cross.n_queries.min(), cross.n_queries.max()) == (11, 12)
+    pq = per_query_language(df).set_index(["setting", "query_lang", "metric"])
+    assert tuple(pq.loc[("cross-lingual", "fr", "mAP"), ["n_queries_min", "n_queries_max"]]) == (11, 11)
+    assert tuple(pq.loc[("cross-lingual", "de", "mAP"), ["n_queries_min", "n_queries_max"]]) == (12, 12)
+
+
+def test_row_keys_carry_the_direction():
+    keys = row_keys({"model": "m", "seed": 2}, "miracl-dev")
+    assert keys == {"model": "m", "strategy": "", "seed": 2, "benchmark": "miracl-dev", "direction": TEXT_TO_TEXT}
+    row = {**keys, "setting": "monolingual", "query_lang": "sw", "candidate_lang": "sw", "metric": "nDCG@10",
+           "value": 0.5, "n_queries": 3}
+    assert list(pd.DataFrame([row], columns=COLUMNS).iloc[0]) == [row[col] for col in COLUMNS]
+    assert row_keys(None, "b", direction=DIRECTIONS[2])["direction"] == "image→text"
+    with pytest.raises(ConfigError, match="direction"):
+        row_keys(None, "b", direction="audio→text")
