@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hbkit.engine.distributed import gather_with_grad, rank
+from hbkit.engine.distributed import gather_varlen_with_grad, gather_with_grad, rank
 from hbkit.errors import ConfigError
 
 DENOMINATORS = ("batch", "paper")
@@ -22,10 +22,15 @@ class InfoNCELoss(nn.Module):
       - ``denominator="paper"`` (the paper's printed form): its own positive plus
         the hard negatives of the whole batch (other queries' positives excluded).
 
+    Hard negatives are per pair: ``n`` holds one row per pair *that has one* (any
+    number from 0 to b); a pair without a hard negative contributes none and the rest
+    of the batch keeps theirs. With no hard negative in the whole batch the "paper"
+    form has only the query's own positive as candidate (loss 0).
+
     The temperature is fixed (default 0.05) or learnable (stored as log 1/τ).
     With several processes, positives and negatives are all-gathered with gradients
-    so negatives span the global batch; the returned loss is the mean over this
-    process's queries.
+    (negatives may differ in number per process) so negatives span the global batch;
+    the returned loss is the mean over this process's queries.
     """
 
     def __init__(self, temperature: float = 0.05, learnable: bool = False, denominator: str = "batch") -> None:
@@ -47,18 +52,18 @@ class InfoNCELoss(nn.Module):
 
     def forward(self, q: torch.Tensor, p: torch.Tensor, n: torch.Tensor | None = None,
                 gather: bool = True) -> torch.Tensor:
-        """q, p: (b, d); n: (b, d) or None. Returns the scalar mean loss over the b local queries.
+        """q, p: (b, d); n: (m, d) with 0 <= m <= b, or None. Returns the scalar mean loss over the b local queries.
 
         ``gather=False`` keeps the candidates local (e.g. a validation batch every process holds whole).
         """
-        if self.denominator == "paper" and n is None:
-            raise ConfigError("denominator='paper' needs hard negatives; use denominator='batch' without them.")
         b = q.shape[0]
         collect = gather_with_grad if gather else (lambda x: x)
         p_all = collect(p)
         offset = rank() * b if p_all.shape[0] != b else 0
         targets = torch.arange(b, device=q.device) + offset
-        cands = p_all if n is None else torch.cat([p_all, collect(n)], 0)
+        if n is not None and gather:
+            n = gather_varlen_with_grad(n)
+        cands = p_all if n is None or n.shape[0] == 0 else torch.cat([p_all, n], 0)
         logits = q @ cands.T * self.log_scale.exp()
         if self.denominator == "paper":
             mask = torch.zeros_like(logits, dtype=torch.bool)

@@ -400,6 +400,16 @@ class HybridBatchSampler:
             if token != self._token:
                 return
 
+    def seek(self, step: int) -> None:
+        """Move to global batch ``step`` (the next batch yielded is batch ``step``).
+
+        Every epoch has the same number of batches, so the position follows from the step
+        counter alone: a trainer resumes from its optimiser step count, whatever a
+        prefetching loader had already pulled."""
+        step = _check_int("step", step, 0, "steps are counted from 0.")
+        self.epoch, self.batches_done_in_epoch = divmod(step, len(self))
+        self._token += 1
+
     # -- resume ----------------------------------------------------------------------
     def _fingerprint(self) -> dict[str, Any]:
         return {

@@ -1,20 +1,26 @@
-"""Contrastive fine-tuning of a BiEncoder under a batch-sampling strategy.
+"""The training loop: any :class:`~hbkit.models.base.RetrievalModel` under a batch-sampling strategy.
+
+The trainer owns only the loop: sampler, optimiser, schedule, precision, clipping,
+logging, checkpoints, resume, early stopping and the NaN guard. The model turns pairs
+into batches and batches into losses (see :mod:`hbkit.models.base`).
 
 One run lives in one directory::
 
-    run_dir/config.json            resolved configuration
-    run_dir/train_log.jsonl|.csv   per-step logs (loss, lr, batch mode, pairs/s) and validation loss
+    run_dir/config.json            resolved configuration, with the run's identity
+    run_dir/train_log.jsonl|.csv   per-step logs (losses, lr, batch mode, pairs/s) and validation loss
     run_dir/checkpoints/latest.pt  model, optimiser, scheduler, sampler, RNG states, step (atomic)
     run_dir/checkpoints/best.pt    weights with the lowest validation loss (early stopping)
-    run_dir/model/                 the final encoder (save_pretrained format)
+    run_dir/model/                 the final model (``model.save`` format)
     run_dir/train_state.json       written last: status "finished"
 
-A rerun of a finished run does nothing; a rerun of an interrupted run resumes
-from ``latest.pt`` and ends with the same weights as an uninterrupted run (CPU,
-same seed).
+A rerun of a finished run does nothing; a rerun of an interrupted run resumes from
+``latest.pt`` and ends with the same weights as an uninterrupted run (CPU, same seed).
+A run directory whose recorded identity differs from the current settings is refused.
+Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -22,29 +28,34 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from hbkit.engine import distributed as hdist
-from hbkit.engine.atomic import atomic_dir, torch_save, write_json, write_text
-from hbkit.config import check_types
-from hbkit.models.bi_encoder import BiEncoder
+from hbkit.engine.atomic import atomic_dir, write_csv, write_json, write_text
+from hbkit.engine.checkpoint import (FINISHED, is_finished, load_checkpoint, read_state, rng_state,
+                                     save_checkpoint, set_rng_state, write_state)
 from hbkit.engine.grad_cache import cached_backward
-from hbkit.errors import ConfigError, TrainingDivergedError
-from hbkit.losses import InfoNCELoss
-from hbkit.parallel import ParallelDataset
+from hbkit.engine.loader import batch_loader
 from hbkit.engine.precision import autocast, choose_precision, make_scaler
 from hbkit.engine.progress import progress
-from hbkit.samplers import make_sampler
+from hbkit.config import check_types
+from hbkit.errors import ConfigError, TrainingDivergedError
+from hbkit.models.base import RetrievalModel
+from hbkit.parallel import ParallelDataset
+from hbkit.samplers import HYBRID, make_sampler
 
 log = logging.getLogger("hbkit.trainer")
 
+#: TrainConfig fields that do not change a run's result (left out of its identity).
+NOT_IDENTITY = ("val_every_log", "checkpoint_every", "log_every", "device", "show_progress", "loader_workers")
 
-@dataclass
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Training hyperparameters (paper: AdamW, lr 3e-5, weight decay 0.01, batch 100)."""
+    """Training hyperparameters (paper: AdamW, lr 3e-5, weight decay 0.01, batch 100). Validated on creation."""
 
     strategy: str = "hybrid"          # "X-X", "X-Y" or "hybrid"
     alpha: float = 0.5                # probability of an X-X batch under "hybrid"
@@ -69,9 +80,12 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"           # "auto", "bf16", "fp16", "fp32"
     device: str = "auto"              # "auto", "cpu", "cuda", "cuda:1", ...
-    use_context: bool = False         # encode passages with their context (not used by the demo)
-    grad_cache_chunk: int = 0         # >0: cached-gradient mode, this many texts per forward (big batches, small GPU)
+    grad_cache_chunk: int = 0         # >0: cached-gradient mode, this many items per forward (big batches, small GPU)
+    loader_workers: int = 0           # DataLoader worker processes collating batches (0: in the training process)
     show_progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> "TrainConfig":
         check_types(self, "TrainConfig")
@@ -80,7 +94,7 @@ class TrainConfig:
         for name in ("batch_size", "max_steps", "val_batches", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("val_every", "patience", "grad_cache_chunk"):
+        for name in ("val_every", "patience", "grad_cache_chunk", "loader_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not self.lr > 0:
@@ -88,6 +102,16 @@ class TrainConfig:
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
         return self
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def identity(self) -> dict:
+        """The fields that change the trained weights (alpha only under "hybrid")."""
+        d = {k: v for k, v in asdict(self).items() if k not in NOT_IDENTITY}
+        if str(self.strategy).strip().lower() != HYBRID:
+            d.pop("alpha")
+        return d
 
 
 def resolve_device(name: str) -> torch.device:
@@ -111,44 +135,42 @@ def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
+def _diff(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for k in sorted(set(saved) | set(now)):
+            out += _diff(saved.get(k), now.get(k), f"{prefix}{k}.")
+        return out
+    return [] if saved == now else [f"{prefix[:-1]}: saved {saved!r}, now {now!r}"]
+
+
 class Trainer:
-    """Fine-tune ``encoder`` on ``train`` datasets with the configured sampling strategy.
+    """Train ``model`` on ``train`` datasets with the configured sampling strategy.
 
     Args:
-        encoder: the bi-encoder to train (modified in place).
+        model: a :class:`~hbkit.models.base.RetrievalModel` (modified in place).
         train: one or more parallel training datasets.
         config: hyperparameters.
         run_dir: directory of this run (created).
         validation: optional dataset for the early-stopping validation loss.
-        extra_config: more settings to record in ``config.json`` (model, data ...).
+        extra_config: more settings to record in ``config.json`` (model name, data ...).
+        identity: more settings that change the result (compared on rerun, with the training ones).
     """
 
-    def __init__(self, encoder: BiEncoder, train: ParallelDataset | Sequence[ParallelDataset], config: TrainConfig,
+    def __init__(self, model: RetrievalModel, train: ParallelDataset | Sequence[ParallelDataset], config: TrainConfig,
                  run_dir: str | Path, validation: ParallelDataset | None = None,
-                 extra_config: dict | None = None) -> None:
+                 extra_config: dict | None = None, identity: dict | None = None) -> None:
+        if not isinstance(model, RetrievalModel):
+            raise ConfigError(f"{type(model).__name__} is not an hbkit RetrievalModel: subclass "
+                              "hbkit.models.base.RetrievalModel (collator, forward -> losses, save/load).")
         self.config = config.validate()
-        self.encoder = encoder
+        self.model = model
         self.datasets = [train] if isinstance(train, ParallelDataset) else list(train)
         self.validation = validation
         self.run_dir = Path(run_dir)
@@ -156,15 +178,23 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.precision = choose_precision(self.device, config.precision)
         self.rank, self.world_size = hdist.rank(), hdist.world_size()
-        self.loss_fn = InfoNCELoss(config.temperature, config.learnable_temperature, config.denominator)
+        if config.grad_cache_chunk and not model.supports_grad_cache:
+            raise ConfigError(
+                f"grad_cache_chunk={config.grad_cache_chunk} needs a loss computed from separable per-item "
+                f"embeddings, which {type(model).__name__} does not have (e.g. a matching head that looks at "
+                "image and text together). Use grad_cache_chunk=0 and a smaller batch or more GPUs.")
+        model.configure_training(config)
+        alpha = config.alpha if str(config.strategy).strip().lower() == HYBRID else None
         # Fail early on sampler problems (bad alpha, too large batch, missing language).
-        alpha = config.alpha if str(config.strategy).strip().lower() == "hybrid" else None
         self.sampler = make_sampler(config.strategy, self.datasets, config.batch_size, alpha=alpha,
                                     languages=config.languages, seed=config.seed, rank=self.rank,
                                     world_size=self.world_size)
+        self.identity = {"train": config.identity(), "model": getattr(model, "identity", lambda: {})(),
+                         "data": [{"name": d.name, "groups": len(d), "items": d.num_items, "languages": d.languages}
+                                  for d in self.datasets], **(identity or {})}
         self._step_hook: Callable[[int], None] | None = None  # called after each step (tests, notebooks)
 
-    # ----------------------------------------------------------------- paths
+    # ----------------------------------------------------------------- paths and status
     @property
     def latest_path(self) -> Path:
         return self.run_dir / "checkpoints" / "latest.pt"
@@ -177,55 +207,25 @@ class Trainer:
     def model_dir(self) -> Path:
         return self.run_dir / "model"
 
-    @property
-    def state_path(self) -> Path:
-        return self.run_dir / "train_state.json"
-
     def is_finished(self) -> bool:
-        if not self.state_path.exists():
-            return False
-        return json.loads(self.state_path.read_text()).get("status") == "finished"
+        return is_finished(self.run_dir)
+
+    def _check_identity(self) -> None:
+        """Refuse a run directory made under other settings (it would misdescribe or mix the weights)."""
+        path = self.run_dir / "config.json"
+        if not path.exists():
+            return
+        saved = json.loads(path.read_text()).get("identity")
+        now = json.loads(json.dumps(self.identity, default=str))
+        if saved is not None and saved != now:
+            diff = "; ".join(_diff(saved, now)[:6])
+            raise ConfigError(
+                f"{self.run_dir} holds a run trained with other settings ({diff}). Its weights and config.json "
+                "describe those settings, so it is neither reused nor resumed. Use another run directory (the kit "
+                "keys run directories by their settings), or delete this one to retrain.")
 
     # ----------------------------------------------------------------- batches
-    def _texts(self, batch_refs, dataset_index: int):
-        ds = self.datasets[dataset_index]
-        pairs = [ds.pair(r) for r in batch_refs]
-        queries = [p.query for p in pairs]
-        positives = [p.positive for p in pairs]
-        negatives = None
-        if self.config.hard_negatives:
-            if any(p.negative is None for p in pairs):
-                negatives = None
-            else:
-                negatives = [p.negative for p in pairs]
-        return queries, positives, negatives
-
-    def _embed(self, texts, kind) -> torch.Tensor:
-        with autocast(self.device, self.precision):
-            return self.encoder.embed(texts, kind)
-
-    def _loss(self, queries, positives, negatives, gather: bool = True) -> torch.Tensor:
-        q = self._embed(queries, "query")
-        if negatives is None:
-            return self.loss_fn(q, self._embed(positives, "passage"), None, gather=gather)
-        # positives and hard negatives in one forward pass (fewer, larger matrix products)
-        pn = self._embed(list(positives) + list(negatives), "passage")
-        return self.loss_fn(q, pn[: len(positives)], pn[len(positives):], gather=gather)
-
-    def _forward_backward(self, queries, positives, negatives, scaler) -> torch.Tensor:
-        """Loss of one batch with gradients accumulated into the parameters (plain or cached)."""
-        if self.config.grad_cache_chunk:
-            inputs = [(queries, "query"), (positives, "passage"),
-                      (negatives, "passage") if negatives is not None else None]
-            return cached_backward(self._embed, lambda q, p, n: self.loss_fn(q, p, n), inputs,
-                                   self.config.grad_cache_chunk, self.device,
-                                   scale=scaler.scale if scaler is not None else None)
-        loss = self._loss(queries, positives, negatives)
-        if torch.isfinite(loss):
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-        return loss
-
-    def _validation_batches(self):
+    def _validation_batches(self) -> list:
         if self.validation is None or self.config.val_every == 0:
             return []
         cfg = self.config
@@ -234,28 +234,41 @@ class Trainer:
         val_ds = self.validation.restrict(langs) if set(langs) != set(self.validation.languages) else self.validation
         bs = min(cfg.batch_size, len(val_ds))
         strategy = cfg.val_strategy if len(langs) > 1 else "X-X"
-        alpha = cfg.alpha if strategy.strip().lower() == "hybrid" else None
+        alpha = cfg.alpha if strategy.strip().lower() == HYBRID else None
         # A fixed validation seed: the same validation batches for every strategy and training seed.
         sampler = make_sampler(strategy, [val_ds], bs, alpha=alpha, languages=langs, seed=10_000)
+        collate = self.model.collator()
         out = []
         for batch in sampler.batches():
-            pairs = [val_ds.pair(r) for r in batch.refs]
-            negs = [p.negative for p in pairs] if cfg.hard_negatives and all(p.negative for p in pairs) else None
-            out.append(([p.query for p in pairs], [p.positive for p in pairs], negs))
+            out.append(collate([val_ds.pair(r) for r in batch.refs]))
             if len(out) >= cfg.val_batches:
                 break
         return out
 
     @torch.no_grad()
     def validation_loss(self, batches) -> float:
-        was = self.encoder.training
-        self.encoder.eval()
+        was = self.model.training
+        self.model.eval()
         try:
             # every process holds the whole validation batch: no gathering
-            losses = [float(self._loss(*b, gather=False)) for b in batches]
+            with autocast(self.device, self.precision):
+                losses = [float(self.model(b, gather=False)["loss"]) for b in batches]
         finally:
-            self.encoder.train(was)
+            self.model.train(was)
         return float(np.mean(losses))
+
+    def _forward_backward(self, net, data, scaler) -> dict[str, torch.Tensor]:
+        """Losses of one batch with gradients accumulated into the parameters (plain or cached)."""
+        if self.config.grad_cache_chunk:
+            return cached_backward(self.model, data, self.config.grad_cache_chunk, self.device,
+                                   scale=scaler.scale if scaler is not None else None,
+                                   autocast=lambda: autocast(self.device, self.precision))
+        with autocast(self.device, self.precision):
+            losses = net(data)
+        loss = losses["loss"]
+        if torch.isfinite(loss):
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        return {k: v.detach() for k, v in losses.items()}
 
     # ----------------------------------------------------------------- logs
     def _append_log(self, record: dict) -> None:
@@ -273,7 +286,6 @@ class Trainer:
 
     def _write_csv_log(self) -> None:
         import pandas as pd
-        from hbkit.engine.atomic import write_csv
 
         path = self.run_dir / "train_log.jsonl"
         if path.exists() and self.rank == 0:
@@ -284,38 +296,51 @@ class Trainer:
     def _save_latest(self, step: int, optimizer, scheduler, scaler, early: dict) -> None:
         if self.rank != 0:
             return
-        torch_save({
+        self.sampler.seek(step)  # the sampler position follows from the step counter alone
+        save_checkpoint({
             "step": step,
-            "model": self.encoder.state_dict(),
-            "loss": self.loss_fn.state_dict(),
+            "model": self.model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "sampler": self.sampler.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "early_stopping": early,
         }, self.latest_path)
+
+    def _write_config(self) -> None:
+        if self.rank != 0:
+            return
+        write_json(self.run_dir / "config.json", {
+            "identity": self.identity, "train": asdict(self.config), "model_type": type(self.model).__name__,
+            "model": getattr(self.model, "describe", lambda: {})(), "precision": self.precision,
+            "device": str(self.device), "world_size": self.world_size, **self.extra_config,
+        })
+
+    def _wrap(self) -> torch.nn.Module:
+        """The module the loop calls: the model, or its DistributedDataParallel wrapper under torchrun."""
+        if self.world_size == 1:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else None
+        return DDP(self.model, device_ids=ids, broadcast_buffers=False)
 
     # ----------------------------------------------------------------- main loop
     def fit(self) -> dict:
         """Train to ``max_steps`` (or early stop), export ``model/`` and return the final state."""
         cfg = self.config
+        self._check_identity()
         if self.is_finished():
             log.info("run %s already finished; skipping", self.run_dir)
-            return json.loads(self.state_path.read_text())
+            return read_state(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.rank == 0:
-            write_json(self.run_dir / "config.json", {
-                "train": asdict(cfg), "encoder": asdict(self.encoder.config), "precision": self.precision,
-                "device": str(self.device), "world_size": self.world_size,
-                "datasets": [{"name": d.name, "groups": len(d), "languages": d.languages} for d in self.datasets],
-                **self.extra_config,
-            })
+        self._write_config()
         log.info("precision: %s on %s", self.precision, self.device)
         seed_everything(cfg.seed + self.rank)
-        self.encoder.to(self.device).train()
-        self.loss_fn.to(self.device)
-        params = [p for p in self.encoder.parameters() if p.requires_grad] + list(self.loss_fn.parameters())
+        self.model.to(self.device).train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -326,47 +351,49 @@ class Trainer:
         early = {"best_val": None, "best_step": None, "bad_evals": 0, "stopped_early": False}
         step = 0
         if self.latest_path.exists():
-            ckpt = torch.load(self.latest_path, map_location=self.device, weights_only=False)
-            self.encoder.load_state_dict(ckpt["model"])
-            self.loss_fn.load_state_dict(ckpt["loss"])
+            ckpt = load_checkpoint(self.latest_path, map_location=self.device)
+            self.model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             if scaler is not None and ckpt["scaler"] is not None:
                 scaler.load_state_dict(ckpt["scaler"])
             self.sampler.load_state_dict(ckpt["sampler"])
-            _set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"])
             early = ckpt["early_stopping"]
             step = int(ckpt["step"])
             self._truncate_log(step)
             log.info("resumed %s from step %d", self.run_dir, step)
         else:
             self._truncate_log(0)
+        net = self._wrap()
         val_batches = self._validation_batches()
         bar = progress(total=cfg.max_steps, initial=step, show=cfg.show_progress,
                        desc=f"train {cfg.strategy} seed {cfg.seed}")
-        batches = self.sampler.batches()
+        batches = batch_loader(self.sampler, self.datasets, self.model.collator(), start=step,
+                               workers=cfg.loader_workers)
         t_last, pairs_since = time.perf_counter(), 0
         while step < cfg.max_steps and not early["stopped_early"]:
-            batch = next(batches)
-            queries, positives, negatives = self._texts(batch.refs, batch.dataset)
+            loaded = next(batches)
+            batch = loaded.batch
             optimizer.zero_grad(set_to_none=True)
-            loss = self._forward_backward(queries, positives, negatives, scaler)
+            if cfg.grad_cache_chunk and self.world_size > 1:
+                with net.no_sync():
+                    losses = self._forward_backward(net, loaded.data, scaler)
+                hdist.all_reduce_gradients(params)
+            else:
+                losses = self._forward_backward(net, loaded.data, scaler)
+            loss = losses["loss"]
             if not torch.isfinite(loss):
-                last = torch.load(self.latest_path, weights_only=False)["step"] if self.latest_path.exists() else None
+                last = load_checkpoint(self.latest_path)["step"] if self.latest_path.exists() else None
                 bar.close()
                 raise TrainingDivergedError(
-                    f"Loss became {float(loss.detach())} at step {step + 1} ({batch.mode} batch). Training stopped. "
+                    f"Loss became {float(loss)} at step {step + 1} ({batch.mode} batch). Training stopped. "
                     + (f"The last good checkpoint (step {last}) is kept at {self.latest_path}; "
                        if last is not None else "No checkpoint was written yet; ")
                     + "lower the learning rate, raise the temperature, or use precision='fp32', then rerun to resume."
                 )
             if scaler is not None:
                 scaler.unscale_(optimizer)
-            if self.world_size > 1:
-                for p in params:
-                    if p.grad is not None:
-                        torch.distributed.all_reduce(p.grad)
-                        p.grad /= self.world_size
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             if scaler is not None:
@@ -375,15 +402,17 @@ class Trainer:
             else:
                 optimizer.step()
             scheduler.step()
+            self.model.after_optimizer_step()
             step += 1
             pairs_since += cfg.batch_size
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 now = time.perf_counter()
-                record = {"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], "mode": batch.mode,
-                          "temperature": self.loss_fn.temperature, "pairs_per_s": pairs_since / (now - t_last)}
+                record = {"step": step, "loss": float(loss), "lr": scheduler.get_last_lr()[0], "mode": batch.mode,
+                          **{k: float(v) for k, v in losses.items() if k != "loss"}, **self.model.log_values(),
+                          "pairs_per_s": pairs_since / (now - t_last)}
                 self._append_log(record)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+                bar.set_postfix(loss=f"{float(loss):.3f}")
                 t_last, pairs_since = now, 0
             if val_batches and (step % cfg.val_every == 0 or step == cfg.max_steps):
                 val = self.validation_loss(val_batches)
@@ -391,7 +420,7 @@ class Trainer:
                 if early["best_val"] is None or val < early["best_val"]:
                     early.update(best_val=val, best_step=step, bad_evals=0)
                     if self.rank == 0:
-                        torch_save(self.encoder.state_dict(), self.best_path)
+                        save_checkpoint(self.model.state_dict(), self.best_path)
                 else:
                     early["bad_evals"] += 1
                     if cfg.patience and early["bad_evals"] >= cfg.patience:
@@ -405,11 +434,13 @@ class Trainer:
 
     def _finish(self, step: int, early: dict) -> dict:
         if self.best_path.exists():
-            self.encoder.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=False))
-        state = {"status": "finished", "steps": step, "precision": self.precision, **early}
+            self.model.load_state_dict(load_checkpoint(self.best_path, map_location=self.device))
+        state = {"status": FINISHED, "steps": step, "precision": self.precision, **early}
         if self.rank == 0:
             with atomic_dir(self.model_dir) as tmp:
-                self.encoder.save_pretrained(tmp)
+                self.model.save(tmp)
             self._write_csv_log()
-            write_json(self.state_path, state)
+            write_state(self.run_dir, state)
+        if self.world_size > 1:
+            torch.distributed.barrier()
         return state

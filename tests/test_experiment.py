@@ -1,6 +1,8 @@
 """Notebook parameters are type-checked; missing prerequisites give clear errors; claims are computed."""
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -24,7 +26,9 @@ def test_bad_notebook_parameters(kw, err, msg):
 
 def test_run_dir_layout(tmp_path, monkeypatch):
     spec = ex.RunSpec(output_dir=str(tmp_path), strategy="X-Y", seed=3)
-    assert spec.run_dir == tmp_path / "demo" / "runs" / "tiny-xlmr" / "X-Y" / "seed3"
+    run = spec.resolve()
+    assert spec.run_dir == tmp_path / "demo" / "runs" / "tiny-xlmr" / "X-Y" / f"seed3-{run.run_id}"
+    assert len(run.run_id) == 8 and run.train.strategy == "X-Y" and run.train.seed == 3
     # a relative output folder means the same place from the notebooks/ folder and from the repository root
     repo = ex.Path(ex.__file__).resolve().parents[2]
     monkeypatch.chdir(repo / "notebooks")
@@ -82,7 +86,27 @@ def test_planned_runs_cover_strategies_seeds_and_alpha_sweep():
     demo = planned_runs("demo", "runs")
     assert {(r["strategy"], r["seed"]) for r in demo} == {(s, k) for s in ("X-X", "X-Y", "hybrid") for k in (0, 1)}
     paper = planned_runs("paper", "runs")
-    assert len(paper) == 2 * 3 * 3 + 4  # models × strategies × seeds, plus α ∈ {0, .25, .75, 1} (0.5 is "hybrid")
+    # models × strategies × seeds, plus α ∈ {.25, .75}: 0.5 is "hybrid", α = 0 and 1 are the X-Y and X-X runs
+    assert len(paper) == 2 * 3 * 3 + 2
     labels = {ex.RunSpec(**r).label for r in paper}
-    assert {"hybrid-alpha0", "hybrid-alpha0.25", "hybrid-alpha0.75", "hybrid-alpha1"} <= labels
+    assert {"hybrid-alpha0.25", "hybrid-alpha0.75"} <= labels and not any(x in labels for x in
+                                                                         ("hybrid-alpha0", "hybrid-alpha1"))
     assert all(r["batch_size"] == 100 and r["lr"] == 3e-5 for r in paper)  # the paper's hyperparameters
+
+
+def test_run_identity_keys_the_run_directory():
+    base = ex.RunSpec(output_dir="/tmp/x", strategy="hybrid", seed=0)
+    assert ex.RunSpec(output_dir="/tmp/x", strategy="hybrid", seed=0).run_dir == base.run_dir  # stable
+    for change in ({"max_steps": 7}, {"lr": 1e-4}, {"batch_size": 16}, {"alpha": 0.25}, {"seed": 1}):
+        other = ex.RunSpec(**{**dataclasses.asdict(base), **change})
+        assert other.run_dir != base.run_dir, change
+    # α = 0 and α = 1 draw exactly the X-Y and X-X batches: they are those runs, not new ones
+    for alpha, strategy in ((0.0, "X-Y"), (1.0, "X-X")):
+        sweep = ex.RunSpec(output_dir="/tmp/x", strategy="hybrid", alpha=alpha)
+        plain = ex.RunSpec(output_dir="/tmp/x", strategy=strategy)
+        assert sweep.run_dir == plain.run_dir and sweep.label == strategy
+        assert sweep.resolve().train == plain.resolve().train
+    # α does not enter the identity of an X-X or X-Y run
+    assert ex.RunSpec(output_dir="/tmp/x", strategy="X-Y", alpha=0.3).run_dir == \
+        ex.RunSpec(output_dir="/tmp/x", strategy="X-Y").run_dir
+    assert ex.alpha_of("X-Y") == 0.0 and ex.alpha_of("hybrid-alpha0.25") == 0.25

@@ -60,9 +60,24 @@ def test_bad_temperature(bad):
         InfoNCELoss(temperature=bad)
 
 
-def test_paper_needs_negatives():
-    with pytest.raises(ConfigError, match="hard negatives"):
-        InfoNCELoss(denominator="paper")(_unit(2, 4), _unit(2, 4))
+def test_hard_negatives_are_per_pair():
+    torch.manual_seed(1)
+    q, p, n_all = _unit(3, 5), _unit(3, 5), _unit(3, 5)
+    owners = [0, 2]  # pair 1 has no hard negative; the others keep theirs
+    n = n_all[owners]
+    scale = 1 / 0.1
+    loss = InfoNCELoss(temperature=0.1)(q, p, n)
+    logits = q @ torch.cat([p, n]).T * scale
+    assert torch.allclose(loss, F.cross_entropy(logits, torch.arange(3)), atol=1e-6)
+    # paper form: own positive + every hard negative of the batch
+    paper = InfoNCELoss(temperature=0.1, denominator="paper")(q, p, n)
+    expect = torch.stack([-torch.log_softmax(torch.cat([(q[i] @ p[i]).view(1), q[i] @ n.T]) * scale, 0)[0]
+                          for i in range(3)]).mean()
+    assert torch.allclose(paper, expect, atol=1e-6)
+    # a batch with no hard negative at all: the paper form has only the own positive (loss 0), no failure
+    none = InfoNCELoss(denominator="paper")(q, p, n_all[:0])
+    assert float(none) == pytest.approx(0.0, abs=1e-7)
+    assert float(InfoNCELoss(denominator="paper")(q, p, None)) == pytest.approx(0.0, abs=1e-7)
 
 
 # ---------------------------------------------------------------- 2-process gloo run
@@ -76,17 +91,25 @@ def _data():
     return w, xq, xp, xn
 
 
+#: Which pairs of the global batch have a hard negative in the uneven case (rank 0: 4 of 6, rank 1: 1 of 6).
+UNEVEN = [0, 1, 3, 5, 8]
+
+
 def _loss(w, xq, xp, xn, denominator):
     enc = lambda x: F.normalize(x @ w, dim=-1)  # noqa: E731
     return InfoNCELoss(temperature=0.1, denominator=denominator)(enc(xq), enc(xp), enc(xn))
 
 
-def _worker(rank, world, init_file, denominator, out_file):
+def _worker(rank, world, init_file, denominator, out_file, uneven=False):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     w, xq, xp, xn = _data()
     w = w.clone().requires_grad_(True)
     sl = slice(rank * B, (rank + 1) * B)
-    loss = _loss(w, xq[sl], xp[sl], xn[sl], denominator)
+    if uneven:
+        mine = [i for i in UNEVEN if sl.start <= i < sl.stop]
+        loss = _loss(w, xq[sl], xp[sl], xn[mine], denominator)
+    else:
+        loss = _loss(w, xq[sl], xp[sl], xn[sl], denominator)
     loss.backward()
     grad = w.grad.clone()
     dist.all_reduce(grad)
@@ -98,17 +121,18 @@ def _worker(rank, world, init_file, denominator, out_file):
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("denominator", ["batch", "paper"])
-def test_all_gather_gradient_equals_single_process(tmp_path, denominator):
+@pytest.mark.parametrize("denominator, uneven", [("batch", False), ("paper", False), ("batch", True),
+                                                 ("paper", True)])
+def test_all_gather_gradient_equals_single_process(tmp_path, denominator, uneven):
     out = tmp_path / "out.pt"
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), denominator, str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), denominator, str(out), uneven), nprocs=2, join=True)
     got = torch.load(out)
     w, xq, xp, xn = _data()
     w.requires_grad_(True)
-    loss = _loss(w, xq, xp, xn, denominator)
+    loss = _loss(w, xq, xp, xn[UNEVEN] if uneven else xn, denominator)
     loss.backward()
     assert got["loss"].item() == pytest.approx(loss.item(), rel=1e-5)
     assert torch.allclose(got["grad"], w.grad, atol=1e-6, rtol=1e-5)
     # Without the gather, the per-process loss misses the other half's negatives: values differ.
-    local = _loss(w.detach(), xq[:B], xp[:B], xn[:B], denominator)
+    local = _loss(w.detach(), xq[:B], xp[:B], xn[[i for i in UNEVEN if i < B]] if uneven else xn[:B], denominator)
     assert not math.isclose(local.item(), loss.item(), rel_tol=1e-3)

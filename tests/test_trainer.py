@@ -49,7 +49,7 @@ def test_interrupted_run_resumes_to_identical_weights(model_dir, world, tmp_path
     part._step_hook = interrupt
     with pytest.raises(KeyboardInterrupt):
         part.fit()
-    assert torch.load(part.latest_path, weights_only=False)["step"] == 4
+    assert torch.load(part.latest_path, weights_only=True)["step"] == 4
     assert not (tmp_path / "part" / "model").exists()
 
     resumed = _trainer(model_dir, world, tmp_path / "part")
@@ -81,7 +81,7 @@ def test_finished_run_is_skipped(model_dir, world, tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(model_dir, world, tmp_path):
     t = _trainer(model_dir, world, tmp_path / "r", val_every=0)
-    real_forward = t.loss_fn.forward
+    real_forward = t.model.loss_fn.forward
     calls = {"n": 0}
 
     def flaky(*args, **kw):
@@ -89,10 +89,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(model_dir, world, tmp_pat
         out = real_forward(*args, **kw)
         return out * float("nan") if calls["n"] == 7 else out
 
-    t.loss_fn.forward = flaky
+    t.model.loss_fn.forward = flaky
     with pytest.raises(TrainingDivergedError, match=r"step 7.*step 4.*kept"):
         t.fit()
-    assert torch.load(t.latest_path, weights_only=False)["step"] == 4
+    assert torch.load(t.latest_path, weights_only=True)["step"] == 4
     assert not (tmp_path / "r" / "train_state.json").exists()
 
 

@@ -63,3 +63,57 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     if not is_distributed() or dist.get_world_size() == 1:
         return x
     return _GatherWithGrad.apply(x)
+
+
+def gather_varlen_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """All-gather ``x`` (n_r, d) where ``n_r`` may differ per process -> (sum n_r, d), differentiable.
+
+    Rows are padded to the largest ``n_r``, gathered with :func:`gather_with_grad` and the padding dropped."""
+    if not is_distributed() or dist.get_world_size() == 1:
+        return x
+    sizes = torch.tensor([x.shape[0]], device=x.device)
+    parts = [torch.empty_like(sizes) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, sizes)
+    counts = [int(t) for t in parts]
+    m = max(counts)
+    if m == 0:
+        return x
+    padded = torch.cat([x, x.new_zeros((m - x.shape[0],) + tuple(x.shape[1:]))], 0)
+    full = gather_with_grad(padded)
+    keep = torch.cat([torch.arange(r * m, r * m + c, device=x.device) for r, c in enumerate(counts)])
+    return full.index_select(0, keep)
+
+
+def all_reduce_gradients(params, bucket_bytes: int = 25 * 2**20) -> None:
+    """Average ``.grad`` of ``params`` over processes in flat buckets (a few collectives, not one per
+    parameter). Used where the DDP wrapper cannot see the backward (cached-gradient steps)."""
+    if not is_distributed() or dist.get_world_size() == 1:
+        return
+    world = dist.get_world_size()
+    params = list(params)
+    for p in params:  # every process must reduce the same tensors
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    bucket: list[torch.Tensor] = []
+    size = 0
+
+    def flush() -> None:
+        if not bucket:
+            return
+        flat = torch.cat([g.reshape(-1) for g in bucket])
+        dist.all_reduce(flat)
+        flat /= world
+        off = 0
+        for g in bucket:
+            g.copy_(flat[off:off + g.numel()].view_as(g))
+            off += g.numel()
+        bucket.clear()
+
+    for g in grads:
+        bucket.append(g)
+        size += g.numel() * g.element_size()
+        if size >= bucket_bytes:
+            flush()
+            size = 0
+    flush()

@@ -12,7 +12,9 @@ Layout under ``<output_dir>/<profile>/``::
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from hbkit.engine.atomic import write_csv
 from hbkit.config import check_types
 from hbkit.errors import ConfigError, DataError, UnknownModelError
 from hbkit.kit.profiles import get_profile
+from hbkit.trainer import TrainConfig
 
 TINY_MODELS = {"tiny-xlmr": "xlmr", "tiny-labse": "bert"}
 
@@ -40,11 +43,35 @@ def resolve_output_dir(output_dir: str | Path) -> Path:
     return (base / path).resolve()
 
 
+def canonical_strategy(strategy: str, alpha: float) -> tuple[str, float]:
+    """hybrid(α = 0) draws exactly the X-Y batches and hybrid(α = 1) the X-X ones: the same runs."""
+    if strategy == "hybrid" and float(alpha) == 0.0:
+        return "X-Y", 0.0
+    if strategy == "hybrid" and float(alpha) == 1.0:
+        return "X-X", 1.0
+    return strategy, {"X-X": 1.0, "X-Y": 0.0}.get(strategy, float(alpha))
+
+
 def run_label(strategy: str, alpha: float, default_alpha: float = 0.5) -> str:
-    """The run's label: the strategy, or ``hybrid-alpha<α>`` for a hybrid run with a non-default α."""
+    """The run's label: the strategy, or ``hybrid-alpha<α>`` for a hybrid run with a non-default α
+    (α = 0 and α = 1 are the X-Y and X-X runs)."""
+    strategy, alpha = canonical_strategy(strategy, alpha)
     if strategy == "hybrid" and float(alpha) != float(default_alpha):
         return f"hybrid-alpha{float(alpha):g}"
     return strategy
+
+
+def alpha_of(label: str) -> float | None:
+    """α of a run label: 1 for X-X, 0 for X-Y, 0.5 for "hybrid" (the profiles' default), else parsed."""
+    if label == "X-X":
+        return 1.0
+    if label == "X-Y":
+        return 0.0
+    if label == "hybrid":
+        return 0.5
+    if label.startswith("hybrid-alpha"):
+        return float(label[len("hybrid-alpha"):])
+    return None
 
 
 @dataclass
@@ -73,6 +100,10 @@ class RunSpec:
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}; it is the probability of an X-X batch.")
 
+    def resolve(self) -> "RunConfig":
+        """The run's settings, resolved once from these parameters and the profile."""
+        return resolve_run(self)
+
     @property
     def profile_dir(self) -> Path:
         return resolve_output_dir(self.output_dir) / self.profile
@@ -83,7 +114,68 @@ class RunSpec:
 
     @property
     def run_dir(self) -> Path:
-        return self.profile_dir / "runs" / self.model / self.label / f"seed{self.seed}"
+        return self.resolve().run_dir
+
+
+#: Profile ``train`` keys that configure the encoder rather than the trainer.
+ENCODER_KEYS = ("max_query_length", "max_passage_length", "pooling")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run's settings, resolved from a :class:`RunSpec` and its profile; frozen.
+
+    ``train`` goes to the trainer (and from it to the sampler), ``encoder`` to the model.
+    ``run_id`` is a short hash of everything that changes the result; it is part of ``run_dir``,
+    so a change of ``max_steps`` or ``lr`` makes a new run instead of reusing or resuming an old one.
+    """
+
+    profile: str
+    model: str
+    label: str
+    seed: int
+    train: TrainConfig
+    encoder: dict
+    data: dict
+    evaluation: dict
+    assets: dict
+    profile_dir: Path
+    run_id: str
+
+    @property
+    def run_dir(self) -> Path:
+        return self.profile_dir / "runs" / self.model / self.label / f"seed{self.seed}-{self.run_id}"
+
+    def identity(self) -> dict:
+        """What the run id hashes: model and its build recipe, encoder, training settings, data."""
+        return {"model": self.model, "assets": self.assets, "encoder": self.encoder,
+                "train": self.train.identity(), "data": self.data["train"],
+                "validation": self.data.get("validation")}
+
+    def to_dict(self) -> dict:
+        return {"profile": self.profile, "model": self.model, "label": self.label, "seed": self.seed,
+                "run_id": self.run_id, "train": dataclasses.asdict(self.train), "encoder": self.encoder,
+                "data": self.data, "evaluation": self.evaluation, "assets": self.assets}
+
+
+def _hash(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def resolve_run(spec: RunSpec) -> RunConfig:
+    """Notebook parameters + profile -> one frozen :class:`RunConfig`."""
+    prof = get_profile(spec.profile)
+    t = dict(prof["train"])
+    encoder = {k: t.pop(k) for k in ENCODER_KEYS if k in t}
+    strategy, alpha = canonical_strategy(spec.strategy, spec.alpha)
+    train = TrainConfig(**{**t, "strategy": strategy, "alpha": alpha, "seed": spec.seed,
+                           "max_steps": spec.max_steps, "batch_size": spec.batch_size, "lr": spec.lr})
+    assets = {k: prof[k] for k in ("world", "tiny_model") if k in prof and spec.model in TINY_MODELS}
+    evaluation = {"use_context": bool(prof.get("evaluation", {}).get("use_context", False))}
+    cfg = RunConfig(profile=spec.profile, model=spec.model, label=spec.label, seed=spec.seed, train=train,
+                    encoder=encoder, data=prof["data"], evaluation=evaluation, assets=assets,
+                    profile_dir=spec.profile_dir, run_id="")
+    return dataclasses.replace(cfg, run_id=_hash(cfg.identity()))
 
 
 # ------------------------------------------------------------------ data
@@ -159,31 +251,26 @@ def prepare_model(profile: str, output_dir: str, model: str) -> Path:
 
 
 # ------------------------------------------------------------------ train / evaluate
-def train(spec: RunSpec, show_progress: bool | None = None) -> dict:
+def train(spec: RunSpec | RunConfig, show_progress: bool | None = None) -> dict:
     """Train (or resume, or skip when finished) the run described by ``spec``; returns train_state.
 
     Under ``torchrun`` every process calls this; the process group is initialised from the environment.
     """
     from hbkit.engine import distributed as hdist
+    from hbkit.engine.checkpoint import is_finished, read_state
     from hbkit.models.bi_encoder import BiEncoder, EncoderConfig
-    from hbkit.trainer import TrainConfig, Trainer
+    from hbkit.trainer import Trainer
 
-    state_file = spec.run_dir / "train_state.json"
-    if state_file.exists() and json.loads(state_file.read_text()).get("status") == "finished":
-        return json.loads(state_file.read_text())
+    run = spec.resolve() if isinstance(spec, RunSpec) else spec
+    if is_finished(run.run_dir):
+        return read_state(run.run_dir)
     hdist.init_from_env()
-    prof = get_profile(spec.profile)
-    train_sets, validation = training_data(spec.profile)
-    t = dict(prof["train"])
-    enc_kw = {k: t.pop(k) for k in ("max_query_length", "max_passage_length", "pooling") if k in t}
-    enc_cfg = EncoderConfig(model=model_source(spec.profile, spec.output_dir, spec.model), **enc_kw)
-    t.update(strategy=spec.strategy, alpha=spec.alpha, seed=spec.seed, max_steps=spec.max_steps,
-             batch_size=spec.batch_size, lr=spec.lr, show_progress=show_progress)
-    cfg = TrainConfig(**t)
-    trainer = Trainer(BiEncoder(enc_cfg), train_sets, cfg, spec.run_dir, validation=validation,
-                      extra_config={"profile": spec.profile, "model": spec.model, "label": spec.label,
-                                    "data": prof["data"], **({"world": prof["world"], "tiny_model": prof["tiny_model"]}
-                                                            if "world" in prof else {})})
+    train_sets, validation = training_data(run.profile)
+    model = BiEncoder(EncoderConfig(model=model_source(run.profile, str(run.profile_dir.parent), run.model),
+                                    **run.encoder))
+    cfg = run.train if show_progress is None else run.train.replace(show_progress=show_progress)
+    trainer = Trainer(model, train_sets, cfg, run.run_dir, validation=validation,
+                      extra_config={"run": run.to_dict()}, identity={"run_id": run.run_id})
     return trainer.fit()
 
 
@@ -205,24 +292,30 @@ def _benchmark(profile: str, src: dict):
     raise ConfigError(f"Unknown benchmark kind {kind!r}: use demo, xquad-r, mlqa-r or miracl.")
 
 
-def evaluate(spec: RunSpec, show_progress: bool | None = None, force: bool = False) -> pd.DataFrame:
+def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force: bool = False) -> pd.DataFrame:
     """Evaluate a finished run on the profile's benchmarks. Each benchmark's table is cached in
     ``run_dir/results_<benchmark>.csv`` (so an interrupted evaluation resumes); all go to ``results.csv``."""
     from hbkit.models.bi_encoder import load_encoder
     from hbkit.evaluation import evaluate_model
 
-    out = spec.run_dir / "results.csv"
+    from hbkit.engine.atomic import write_json
+    from hbkit.engine.checkpoint import is_finished
+
+    run = spec.resolve() if isinstance(spec, RunSpec) else spec
+    out = run.run_dir / "results.csv"
     if out.exists() and not force:
         return read_results(out)
-    state_file = spec.run_dir / "train_state.json"
-    if not state_file.exists() or json.loads(state_file.read_text()).get("status") != "finished":
-        raise DataError(f"Run {spec.run_dir} has not finished training. Run the training notebook "
+    if not is_finished(run.run_dir):
+        raise DataError(f"Run {run.run_dir} has not finished training. Run the training notebook "
                         "(02_train) for it first, or `make replicate`, which resumes it.")
-    encoder = load_encoder(spec.run_dir / "model")
-    meta = {"model": spec.model, "strategy": spec.label, "seed": spec.seed}
+    encoder = load_encoder(run.run_dir / "model")
+    meta = {"model": run.model, "strategy": run.label, "seed": run.seed}
+    use_context = run.evaluation["use_context"]
+    write_json(run.run_dir / "evaluation.json", {"use_context": use_context, "run_id": run.run_id,
+                                                 "benchmarks": run.data["benchmarks"]})
     frames = []
-    for src in get_profile(spec.profile)["data"]["benchmarks"]:
-        part = spec.run_dir / f"results_{src['kind']}.csv"
+    for src in run.data["benchmarks"]:
+        part = run.run_dir / f"results_{src['kind']}.csv"
         if part.exists() and not force:
             frames.append(read_results(part))
             continue
@@ -236,7 +329,8 @@ def evaluate(spec: RunSpec, show_progress: bool | None = None, force: bool = Fal
                                             show_progress=show_progress) for lang in src["languages"]],
                            ignore_index=True)
         else:
-            df = evaluate_model(encoder, _benchmark(spec.profile, src), show_progress=show_progress, meta=meta)
+            df = evaluate_model(encoder, _benchmark(run.profile, src), show_progress=show_progress, meta=meta,
+                                use_context=use_context)
         write_csv(df, part)
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)

@@ -54,17 +54,16 @@ def launch(spec: RunSpec, nproc: int) -> None:
 def run_training(spec: RunSpec) -> dict:
     """Train ``spec`` the way this machine allows: one process per GPU through torchrun when several
     GPUs are visible, else in this process. Returns the run's train_state (a finished run is not retrained)."""
-    import json
-
     import torch
 
+    from hbkit.engine.checkpoint import is_finished, read_state
     from hbkit.kit.experiment import train
 
-    state_file = spec.run_dir / "train_state.json"
-    if torch.cuda.device_count() > 1 and not state_file.exists():
+    run = spec.resolve()
+    if torch.cuda.device_count() > 1 and not is_finished(run.run_dir):
         launch(spec, nproc=torch.cuda.device_count())
-        return json.loads(state_file.read_text())
-    return train(spec)
+        return read_state(run.run_dir)
+    return train(run)
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,9 @@ from torch import nn
 
 from hbkit.errors import ConfigError, DataError, UnknownModelError
 from hbkit.engine.progress import progress
+from hbkit.losses import InfoNCELoss
+from hbkit.models.base import RetrievalModel
+from hbkit.parallel import TrainingPair
 
 #: Preset name -> (hub id, pooling). Any other hub id or local directory works too.
 MODEL_PRESETS: dict[str, tuple[str, str]] = {
@@ -136,13 +139,53 @@ def sentence_transformers_dense(model: str) -> dict | None:
             "activation": cfg.get("activation_function", "torch.nn.modules.activation.Tanh")}
 
 
-class BiEncoder(nn.Module):
-    """One transformer shared by queries and passages; returns L2-normalised vectors (n, hidden)."""
+@dataclass(frozen=True)
+class TextPairCollator:
+    """Tokenizes a batch of text pairs: queries; positives followed by the hard negatives
+    of the pairs that have one (``neg_owner`` = the index of the pair each negative belongs to).
+
+    Picklable, so it can run in ``DataLoader`` workers."""
+
+    tokenizer: object
+    query_prefix: str
+    passage_prefix: str
+    max_query_length: int
+    max_passage_length: int
+    hard_negatives: bool = True
+
+    def _tok(self, texts: list[str], kind: str) -> dict:
+        BiEncoder._check_texts(texts, kind)
+        prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        max_len = self.max_query_length if kind == "query" else self.max_passage_length
+        return dict(self.tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_len,
+                                   return_tensors="pt"))
+
+    def __call__(self, pairs: Sequence[TrainingPair]) -> dict:
+        for p in pairs:
+            if not isinstance(p.positive, str):
+                raise DataError(f"The text bi-encoder got an image positive ({p.positive!r}) for group {p.group!r}: "
+                                "train image–caption data with an image–text model (e.g. CLIP).")
+        owners = [i for i, p in enumerate(pairs) if self.hard_negatives and p.negative is not None]
+        passages = [p.positive for p in pairs] + [pairs[i].negative for i in owners]
+        return {"query": self._tok([p.query for p in pairs], "query"), "passage": self._tok(passages, "passage"),
+                "n_pairs": len(pairs), "neg_owner": torch.tensor(owners, dtype=torch.long)}
+
+
+class BiEncoder(RetrievalModel):
+    """One transformer shared by queries and passages; returns L2-normalised vectors (n, hidden).
+
+    As a :class:`~hbkit.models.base.RetrievalModel` it trains with InfoNCE
+    (:class:`~hbkit.losses.InfoNCELoss`) over in-batch positives and per-pair hard negatives."""
+
+    supports_grad_cache = True
+    modalities = ("text",)
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config.resolved()
         self.tokenizer, self.model = _load_pretrained(self.config.model)
+        self.loss_fn = InfoNCELoss()
+        self.hard_negatives = True
         if self.config.pooling == "pooler":
             if getattr(self.model, "pooler", None) is None:
                 raise ConfigError(
@@ -210,7 +253,7 @@ class BiEncoder(nn.Module):
             return hidden[:, 0]
         return self.model.pooler(hidden)  # dense + tanh over [CLS]
 
-    def forward(self, batch: dict) -> torch.Tensor:
+    def embed_tokens(self, batch: dict) -> torch.Tensor:
         """Embed a tokenized batch: (n, hidden) L2-normalised."""
         batch = {k: v.to(self.device) for k, v in batch.items()}
         outputs = self.model(**batch)
@@ -218,7 +261,64 @@ class BiEncoder(nn.Module):
 
     def embed(self, texts: Sequence[str], kind: str, contexts: Sequence[str] | None = None) -> torch.Tensor:
         """Embed texts with gradients (training): (n, hidden)."""
-        return self(self.tokenize(texts, kind, contexts))
+        return self.embed_tokens(self.tokenize(texts, kind, contexts))
+
+    # -- the training protocol --------------------------------------------------------
+    def configure_training(self, config) -> None:
+        """InfoNCE settings from a TrainConfig: temperature (fixed or learnable), denominator, hard negatives."""
+        self.loss_fn = InfoNCELoss(config.temperature, config.learnable_temperature, config.denominator)
+        self.loss_fn.to(next(self.model.parameters()).device)
+        self.hard_negatives = bool(config.hard_negatives)
+        pooler = getattr(self.model, "pooler", None)
+        if pooler is not None and self.config.pooling != "pooler":
+            # computed by the transformer but not part of the embedding: not trained (and DDP needs every
+            # trainable parameter to take part in the loss)
+            pooler.requires_grad_(False)
+
+    def collator(self) -> TextPairCollator:
+        c = self.config
+        return TextPairCollator(self.tokenizer, c.query_prefix, c.passage_prefix, c.max_query_length,
+                                c.max_passage_length, self.hard_negatives)
+
+    def forward(self, batch: dict, gather: bool = True) -> dict[str, torch.Tensor]:
+        """InfoNCE loss of a collated batch; positives and hard negatives share one forward pass."""
+        q = self.embed_tokens(batch["query"])
+        pn = self.embed_tokens(batch["passage"])
+        return self.loss_from_embeddings(batch, [q, pn], gather=gather)
+
+    def embedding_inputs(self, batch: dict) -> list[tuple[str, int]]:
+        return [("query", int(batch["query"]["input_ids"].shape[0])),
+                ("passage", int(batch["passage"]["input_ids"].shape[0]))]
+
+    def embed_chunk(self, batch: dict, group: int, rows: slice) -> torch.Tensor:
+        tokens = batch["query" if group == 0 else "passage"]
+        return self.embed_tokens({k: v[rows] for k, v in tokens.items()})
+
+    def loss_from_embeddings(self, batch: dict, embeddings, gather: bool = True) -> dict[str, torch.Tensor]:
+        q, pn = embeddings
+        b = int(batch["n_pairs"])
+        loss = self.loss_fn(q, pn[:b], pn[b:], gather=gather)
+        return {"loss": loss}
+
+    def log_values(self) -> dict[str, float]:
+        return {"temperature": self.loss_fn.temperature}
+
+    def describe(self) -> dict:
+        """The resolved encoder settings (recorded in a run's config.json)."""
+        return {"family": "bi-encoder", **asdict(self.config)}
+
+    def identity(self) -> dict:
+        """What of the model changes a run's result (the model by its folder or hub name, not its full path)."""
+        d = asdict(self.config)
+        d["model"] = Path(d["model"]).name if Path(d["model"]).is_dir() else d["model"]
+        return d
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        return self.save_pretrained(out_dir)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "BiEncoder":
+        return load_encoder(path)
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int = 64,
