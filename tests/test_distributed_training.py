@@ -18,23 +18,24 @@ from hbkit.trainer import TrainConfig, Trainer
 WORLD = dict(seed=4, n_train_entities=30, n_val_entities=6, n_test_entities=6)
 
 
-def _cfg():
+def _cfg(grad_cache_chunk=0):
     return TrainConfig(strategy="hybrid", batch_size=8, max_steps=4, lr=1e-3, val_every=2, val_batches=2,
-                       checkpoint_every=2, log_every=1, seed=0, show_progress=False)
+                       checkpoint_every=2, log_every=1, seed=0, show_progress=False,
+                       grad_cache_chunk=grad_cache_chunk)
 
 
-def _train(model_dir, run_dir):
+def _train(model_dir, run_dir, grad_cache_chunk=0):
     world = make_demo_world(**WORLD)
     enc = BiEncoder(EncoderConfig(model=str(model_dir), max_query_length=32, max_passage_length=48))
-    return Trainer(enc, world.train, _cfg(), run_dir, validation=world.validation).fit()
+    return Trainer(enc, world.train, _cfg(grad_cache_chunk), run_dir, validation=world.validation).fit()
 
 
-def _worker(rank, world_size, init_file, model_dir, run_dir):
+def _worker(rank, world_size, init_file, model_dir, run_dir, grad_cache_chunk=0):
     torch.set_num_threads(1)
     os.environ["HBKIT_PROGRESS"] = "0"
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        _train(model_dir, run_dir)
+        _train(model_dir, run_dir, grad_cache_chunk)
     finally:
         dist.destroy_process_group()
 
@@ -52,10 +53,14 @@ def model_dir(tmp_path_factory):
     return nodrop
 
 
-def test_two_processes_match_one_process(model_dir, tmp_path):
+@pytest.mark.parametrize("grad_cache_chunk", [0, 3])
+def test_two_processes_match_one_process(model_dir, tmp_path, grad_cache_chunk):
+    """DistributedDataParallel (grad_cache_chunk=0), or cached-gradient steps whose gradients are
+    averaged in buckets (3), on two gloo processes equal one process on the combined batches."""
     torch.set_num_threads(1)
     _train(model_dir, tmp_path / "single")
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(model_dir), str(tmp_path / "ddp")), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(model_dir), str(tmp_path / "ddp"), grad_cache_chunk),
+             nprocs=2, join=True)
     a = load_encoder(tmp_path / "single" / "model").state_dict()
     b = load_encoder(tmp_path / "ddp" / "model").state_dict()
     base = load_encoder(model_dir).state_dict()

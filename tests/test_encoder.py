@@ -83,3 +83,19 @@ def test_labse_pipeline_equals_sentence_transformers(dirs, tmp_path):
     plain = BiEncoder(EncoderConfig(model=str(dirs["bert"]), pooling="pooler", query_prefix="",
                                     passage_prefix="")).encode(texts, kind="passage")
     assert not torch.allclose(plain, expected.cpu(), atol=1e-3)  # the Dense weights matter
+
+
+def test_model_registry_loads_an_exported_bi_encoder(tmp_path, dirs):
+    from hbkit.errors import UnknownModelError
+    from hbkit.models import load_model, model_class
+
+    enc = BiEncoder(EncoderConfig(model=str(dirs["xlmr"])))
+    enc.save(tmp_path / "exported")
+    again = load_model(tmp_path / "exported")
+    assert isinstance(again, BiEncoder) and model_class("bi-encoder") is BiEncoder
+    texts = ["Query: a", "Query: bb"]
+    assert torch.allclose(enc.encode(texts, "query"), again.encode(texts, "query"), atol=1e-6)
+    with pytest.raises(UnknownModelError, match="Unknown model family 'gpt'"):
+        model_class("gpt")
+    with pytest.raises(UnknownModelError, match="holds no exported hbkit model"):
+        load_model(tmp_path)

@@ -295,7 +295,7 @@ def _benchmark(profile: str, src: dict):
 def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force: bool = False) -> pd.DataFrame:
     """Evaluate a finished run on the profile's benchmarks. Each benchmark's table is cached in
     ``run_dir/results_<benchmark>.csv`` (so an interrupted evaluation resumes); all go to ``results.csv``."""
-    from hbkit.models.bi_encoder import load_encoder
+    from hbkit.models import load_model
     from hbkit.evaluation import evaluate_model
 
     from hbkit.engine.atomic import write_json
@@ -308,7 +308,7 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
     if not is_finished(run.run_dir):
         raise DataError(f"Run {run.run_dir} has not finished training. Run the training notebook "
                         "(02_train) for it first, or `make replicate`, which resumes it.")
-    encoder = load_encoder(run.run_dir / "model")
+    encoder = load_model(run.run_dir / "model")
     meta = {"model": run.model, "strategy": run.label, "seed": run.seed}
     use_context = run.evaluation["use_context"]
     write_json(run.run_dir / "evaluation.json", {"use_context": use_context, "run_id": run.run_id,

@@ -314,7 +314,9 @@ class BiEncoder(RetrievalModel):
         return d
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        return self.save_pretrained(out_dir)
+        out = self.save_pretrained(out_dir)
+        (out / "hbkit_model.json").write_text(json.dumps({"family": "bi-encoder"}))
+        return out
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BiEncoder":
