@@ -1,0 +1,131 @@
+"""Dataset registry: a profile's source ``kind`` -> the function that loads it.
+
+A profile names its data as source dicts, e.g. ``{"kind": "mmarco", "languages": ["en", "de"],
+"max_groups": 6000}``. :func:`load_training` looks the kind up in :data:`TRAINING` (training
+and validation :class:`~hbkit.parallel.ParallelDataset` loaders), :func:`load_benchmark` in
+:data:`BENCHMARKS` (:class:`~hbkit.benchmark.RetrievalBenchmark` loaders), and calls the
+loader with the source dict (and any keyword context the caller passes, e.g. the profile
+for kinds that need it). Built-in kinds:
+
+============  ===============================================================================
+mmarco        :func:`~hbkit.datasets.mmarco.load_mmarco` ``(languages, max_groups=, source=)``;
+              ``source`` defaults to ``$HBKIT_DATA/mmarco`` when that exists, else the hub
+file          :func:`~hbkit.datasets.files.read_parallel_file` ``(path, name=)``; ``$VARS`` in
+              ``path`` are expanded
+squadshifts   :func:`~hbkit.datasets.squadshifts.load_squadshifts` ``(subset="nyt", max_items=,
+              source=)``
+xquad-r       :func:`~hbkit.datasets.xquad_r.load_xquad_r` from ``path``, else
+              ``$HBKIT_DATA/xquad-r``, else the verified download (``languages=``)
+mlqa-r        :func:`~hbkit.datasets.mlqa_r.load_mlqa_r` from ``path``, else
+              ``$HBKIT_DATA/MLQA_V1``, else downloaded (``languages=``)
+============  ===============================================================================
+
+More kinds are added with :func:`register_training` / :func:`register_benchmark`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping
+
+from hbkit.errors import ConfigError
+
+__all__ = ["TRAINING", "BENCHMARKS", "load_training", "load_benchmark", "register_training", "register_benchmark"]
+
+Loader = Callable[..., Any]
+
+
+def _required(src: Mapping[str, Any], key: str) -> Any:
+    if key not in src:
+        raise ConfigError(f"The {src.get('kind')!r} data source needs a {key!r} entry, got {dict(src)}. Add it to "
+                          "the profile.")
+    return src[key]
+
+
+def _mmarco(src: Mapping[str, Any], **_context: Any):
+    from hbkit.datasets.mmarco import load_mmarco
+    from hbkit.datasets.sources import local_dir
+
+    return load_mmarco(_required(src, "languages"), max_groups=src.get("max_groups"),
+                       source=src.get("source") or local_dir("mmarco"))
+
+
+def _file(src: Mapping[str, Any], **_context: Any):
+    from hbkit.datasets.files import read_parallel_file
+
+    return read_parallel_file(os.path.expandvars(_required(src, "path")), name=src.get("name"))
+
+
+def _squadshifts(src: Mapping[str, Any], **_context: Any):
+    from hbkit.datasets.squadshifts import load_squadshifts
+
+    return load_squadshifts(src.get("subset", "nyt"), max_items=src.get("max_items"), source=src.get("source"))
+
+
+def _xquad_r(src: Mapping[str, Any], **_context: Any):
+    from hbkit.datasets.sources import xquad_r_dir
+    from hbkit.datasets.xquad_r import load_xquad_r
+
+    return load_xquad_r(xquad_r_dir(src.get("languages"), src.get("path")), languages=src.get("languages"))
+
+
+def _mlqa_r(src: Mapping[str, Any], **_context: Any):
+    from hbkit.datasets.mlqa_r import load_mlqa_r
+    from hbkit.datasets.sources import local_dir
+
+    root = src.get("path") or local_dir("MLQA_V1")
+    return load_mlqa_r(root, languages=src.get("languages"), download=root is None)
+
+
+#: Training and validation data kinds -> loader(src, **context) returning a ParallelDataset.
+TRAINING: dict[str, Loader] = {"mmarco": _mmarco, "file": _file, "squadshifts": _squadshifts}
+#: Benchmark kinds -> loader(src, **context) returning a RetrievalBenchmark.
+BENCHMARKS: dict[str, Loader] = {"xquad-r": _xquad_r, "mlqa-r": _mlqa_r}
+
+
+def _register(table: dict[str, Loader], what: str, kind: str, fn: Loader, replace: bool) -> None:
+    if not isinstance(kind, str) or not kind.strip() or kind != kind.strip():
+        raise ConfigError(f"A {what} kind must be a non-empty name without surrounding spaces, got {kind!r}.")
+    if not callable(fn):
+        raise ConfigError(f"The loader for {what} kind {kind!r} must be callable as fn(src, **context), got "
+                          f"{type(fn).__name__}.")
+    if kind in table and table[kind] is not fn and not replace:
+        raise ConfigError(f"The {what} kind {kind!r} is already registered (to {getattr(table[kind], '__name__', '?')}"
+                          "). Pass replace=True to swap the loader, or choose another kind name.")
+    table[kind] = fn
+
+
+def register_training(kind: str, fn: Loader, *, replace: bool = False) -> None:
+    """Add a training/validation data kind: ``fn(src, **context)`` returns a ParallelDataset.
+
+    Registering the same function again is a no-op; another function for a taken kind
+    needs ``replace=True``.
+    """
+    _register(TRAINING, "training data", kind, fn, replace)
+
+
+def register_benchmark(kind: str, fn: Loader, *, replace: bool = False) -> None:
+    """Add a benchmark kind: ``fn(src, **context)`` returns a RetrievalBenchmark (rules as :func:`register_training`)."""
+    _register(BENCHMARKS, "benchmark", kind, fn, replace)
+
+
+def _lookup(table: dict[str, Loader], what: str, src: Any) -> Loader:
+    if not isinstance(src, Mapping):
+        raise ConfigError(f"A {what} source must be a dict like {{'kind': ..., ...}}, got {type(src).__name__} "
+                          f"{src!r}.")
+    if "kind" not in src:
+        raise ConfigError(f"The {what} source {dict(src)} has no 'kind'. Use one of: {', '.join(sorted(table))}.")
+    kind = src["kind"]
+    if kind not in table:
+        raise ConfigError(f"Unknown {what} kind {kind!r}. Valid kinds: {', '.join(sorted(table))} (add one with "
+                          f"register_{'benchmark' if table is BENCHMARKS else 'training'}(kind, fn)).")
+    return table[kind]
+
+
+def load_training(src: Mapping[str, Any], **context: Any):
+    """The ParallelDataset described by a training or validation source dict (see the module doc)."""
+    return _lookup(TRAINING, "training data", src)(src, **context)
+
+
+def load_benchmark(src: Mapping[str, Any], **context: Any):
+    """The RetrievalBenchmark described by a benchmark source dict (see the module doc)."""
+    return _lookup(BENCHMARKS, "benchmark", src)(src, **context)
