@@ -110,3 +110,28 @@ def test_run_identity_keys_the_run_directory():
     assert ex.RunSpec(output_dir="/tmp/x", strategy="X-Y", alpha=0.3).run_dir == \
         ex.RunSpec(output_dir="/tmp/x", strategy="X-Y").run_dir
     assert ex.alpha_of("X-Y") == 0.0 and ex.alpha_of("hybrid-alpha0.25") == 0.25
+
+
+def test_use_context_comes_from_the_profile_and_is_recorded(tmp_path, monkeypatch):
+    import json
+
+    from hbkit.kit.profiles import PROFILES
+
+    prof = get_profile("test")
+    prof["evaluation"] = {"use_context": True}
+    monkeypatch.setitem(PROFILES, "ctx", prof)
+    spec = ex.RunSpec(profile="ctx", output_dir=str(tmp_path), strategy="X-Y", max_steps=2, batch_size=8)
+    ex.train(spec)
+    with_ctx = ex.evaluate(spec)
+    assert with_ctx.use_context.all()
+    assert json.loads((spec.run_dir / "evaluation.json").read_text())["use_context"] is True
+    # changing the profile's evaluation setting re-evaluates instead of returning stale results
+    prof2 = {**prof, "evaluation": {"use_context": False}}
+    monkeypatch.setitem(PROFILES, "ctx", prof2)
+    spec2 = ex.RunSpec(profile="ctx", output_dir=str(tmp_path), strategy="X-Y", max_steps=2, batch_size=8)
+    assert spec2.run_dir == spec.run_dir  # evaluation settings do not change the trained weights
+    without = ex.evaluate(spec2)
+    assert not without.use_context.any()
+    a = with_ctx[(with_ctx.setting == "monolingual") & (with_ctx.metric == "mAP")].value.to_numpy()
+    b = without[(without.setting == "monolingual") & (without.metric == "mAP")].value.to_numpy()
+    assert len(a) == len(b) > 0 and not (abs(a - b) < 1e-9).all()  # the context did change the encoding

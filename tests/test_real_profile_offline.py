@@ -72,7 +72,8 @@ def test_real_profile_pipeline_offline(offline_profile):
         state = ex.train(spec)
         assert state["status"] == "finished" and state["steps"] == 3
         cfg = json.loads((spec.run_dir / "config.json").read_text())
-        assert cfg["datasets"][0]["languages"] == ["de", "en", "ru"] and cfg["encoder"]["pooling"] == "pooler"
+        assert cfg["identity"]["data"][0]["languages"] == ["de", "en", "ru"] and cfg["model"]["pooling"] == "pooler"
+        assert cfg["run"]["train"]["strategy"] == strategy and cfg["run"]["run_id"] in spec.run_dir.name
         ex.evaluate(spec)
     results = ex.collect_results(out, "offline")
     assert set(results.benchmark) == {"xquad-r", "mlqa-r", "miracl-dev"}

@@ -25,6 +25,7 @@ import pandas as pd
 from hbkit.engine.atomic import write_csv
 from hbkit.config import check_types
 from hbkit.errors import ConfigError, DataError, UnknownModelError
+from hbkit.datasets import registry
 from hbkit.kit.profiles import get_profile
 from hbkit.trainer import TrainConfig
 
@@ -193,37 +194,25 @@ def demo_world(profile: str = "demo"):
     return _world(profile)
 
 
+def _demo_training(src: dict, *, profile: str, role: str = "train", **_context):
+    world = demo_world(profile)
+    return world.validation if role == "validation" else world.train
+
+
+def _demo_benchmark(src: dict, *, profile: str, **_context):
+    return demo_world(profile).benchmark
+
+
+registry.register_training("demo", _demo_training)
+registry.register_benchmark("demo", _demo_benchmark)
+
+
 def training_data(profile: str):
-    """``(train datasets, validation dataset or None)`` for a profile."""
-    prof = get_profile(profile)
-    train, validation = [], None
-    for src in prof["data"]["train"]:
-        kind = src["kind"]
-        if kind == "demo":
-            train.append(demo_world(profile).train)
-        elif kind == "mmarco":
-            from hbkit.datasets.training_data import load_mmarco
-
-            from hbkit.datasets.sources import local_dir
-            train.append(load_mmarco(src["languages"], max_groups=src.get("max_groups"),
-                                     source=src.get("source") or local_dir("mmarco")))
-        elif kind == "file":
-            from hbkit.datasets.training_data import read_parallel_file
-
-            train.append(read_parallel_file(os.path.expandvars(src["path"]), name=src.get("name")))
-        else:
-            raise ConfigError(f"Unknown training data kind {kind!r} in profile {profile!r}: use demo, mmarco or file.")
-    val = prof["data"].get("validation")
-    if val:
-        if val["kind"] == "demo":
-            validation = demo_world(profile).validation
-        elif val["kind"] == "squadshifts":
-            from hbkit.datasets.training_data import load_squadshifts
-
-            validation = load_squadshifts(val.get("subset", "nyt"), max_items=val.get("max_items"),
-                                          source=val.get("source"))
-        else:
-            raise ConfigError(f"Unknown validation kind {val['kind']!r}: use demo or squadshifts.")
+    """``(train datasets, validation dataset or None)`` for a profile (kinds from the dataset registry)."""
+    data = get_profile(profile)["data"]
+    train = [registry.load_training(src, profile=profile, role="train") for src in data["train"]]
+    val = data.get("validation")
+    validation = registry.load_training(val, profile=profile, role="validation") if val else None
     return train, validation
 
 
@@ -275,21 +264,7 @@ def train(spec: RunSpec | RunConfig, show_progress: bool | None = None) -> dict:
 
 
 def _benchmark(profile: str, src: dict):
-    kind = src["kind"]
-    if kind == "demo":
-        return demo_world(profile).benchmark
-    if kind == "xquad-r":
-        from hbkit.datasets.sources import xquad_r_dir
-        from hbkit.datasets.xquad_r import load_xquad_r
-
-        return load_xquad_r(xquad_r_dir(src.get("languages"), src.get("path")), languages=src.get("languages"))
-    if kind == "mlqa-r":
-        from hbkit.datasets.mlqa_r import load_mlqa_r
-        from hbkit.datasets.sources import local_dir
-
-        root = src.get("path") or local_dir("MLQA_V1")
-        return load_mlqa_r(root, languages=src.get("languages"), download=root is None)
-    raise ConfigError(f"Unknown benchmark kind {kind!r}: use demo, xquad-r, mlqa-r or miracl.")
+    return registry.load_benchmark(src, profile=profile)
 
 
 def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force: bool = False) -> pd.DataFrame:
@@ -303,6 +278,11 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
 
     run = spec.resolve() if isinstance(spec, RunSpec) else spec
     out = run.run_dir / "results.csv"
+    settings = {"use_context": run.evaluation["use_context"], "run_id": run.run_id,
+                "benchmarks": run.data["benchmarks"]}
+    recorded = run.run_dir / "evaluation.json"
+    if recorded.exists() and json.loads(recorded.read_text()) != json.loads(json.dumps(settings)):
+        force = True  # the evaluation settings changed: cached results describe other settings
     if out.exists() and not force:
         return read_results(out)
     if not is_finished(run.run_dir):
@@ -311,8 +291,7 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
     encoder = load_model(run.run_dir / "model")
     meta = {"model": run.model, "strategy": run.label, "seed": run.seed}
     use_context = run.evaluation["use_context"]
-    write_json(run.run_dir / "evaluation.json", {"use_context": use_context, "run_id": run.run_id,
-                                                 "benchmarks": run.data["benchmarks"]})
+    write_json(recorded, settings)
     frames = []
     for src in run.data["benchmarks"]:
         part = run.run_dir / f"results_{src['kind']}.csv"
@@ -331,6 +310,7 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
         else:
             df = evaluate_model(encoder, _benchmark(run.profile, src), show_progress=show_progress, meta=meta,
                                 use_context=use_context)
+        df["use_context"] = use_context  # LAReQA's candidate = sentence + paragraph, when True
         write_csv(df, part)
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)
