@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hbkit.engine.checkpoint import is_finished, load_checkpoint, run_status
-from hbkit.errors import ConfigError
+from hbkit.errors import ConfigError, DataError
 from hbkit.models.base import RetrievalModel
 from hbkit.parallel import ImageRef, ParallelDataset, ParallelItem
 from hbkit.trainer import TrainConfig, Trainer
@@ -157,3 +157,25 @@ def test_grad_cache_is_refused_for_a_model_without_separable_embeddings(tmp_path
         Trainer(ToyTwoTower(), _dataset(), _cfg(grad_cache_chunk=4), tmp_path / "r")
     with pytest.raises(ConfigError, match="not an hbkit RetrievalModel"):
         Trainer(nn.Linear(2, 2), _dataset(), _cfg(), tmp_path / "r")
+
+
+class _Payload:
+    """An object whose unpickling would run code (os.system here, never executed by the test)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_checkpoint_that_needs_code_is_refused_on_resume(tmp_path):
+    ds = _dataset()
+    part = Trainer(ToyTwoTower(), ds, _cfg(), tmp_path / "r")
+    part._step_hook = lambda step: (_ for _ in ()).throw(KeyboardInterrupt) if step == 5 else None
+    with pytest.raises(KeyboardInterrupt):
+        part.fit()
+    ckpt = load_checkpoint(part.latest_path)
+    ckpt["extra"] = _Payload()
+    torch.save(ckpt, part.latest_path)  # a shared runs/ folder with a tampered checkpoint
+    with pytest.raises(DataError, match=r"could not be loaded safely .*do not load files from an untrusted source"):
+        Trainer(ToyTwoTower(), ds, _cfg(), tmp_path / "r").fit()
