@@ -235,3 +235,56 @@ def test_extract_zip_errors(tmp_path):
     with pytest.raises(DataError, match="unsafe path"):
         dl.extract_zip(evil, tmp_path / "out2")
     assert not (tmp_path / "escape.txt").exists()
+
+
+# --------------------------------------------------------------------------- hub files go through huggingface_hub
+
+def test_miracl_topics_and_qrels_come_from_hf_hub_download(tmp_path, monkeypatch):
+    """MIRACL's hub files are fetched with huggingface_hub.hf_hub_download (its cache, resume, token and
+    HF_ENDPOINT apply); a local stand-in serves them here."""
+    import huggingface_hub
+
+    from hbkit.datasets import miracl
+
+    files = {"miracl-v1.0-sw/topics/topics.miracl-v1.0-sw-dev.tsv": "1\tswali\n2\tjingine\n",
+             "miracl-v1.0-sw/qrels/qrels.miracl-v1.0-sw-dev.tsv": "1 Q0 4#0 1\n2 Q0 5#1 0\n"}
+    calls = []
+
+    def fake_download(repo_id, filename, *, repo_type=None, **kw):
+        calls.append((repo_id, filename, repo_type, kw))
+        path = tmp_path / "hub" / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[filename], encoding="utf-8")
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    dev = miracl.load_miracl_dev("sw")
+    assert calls == [("miracl/miracl", name, "dataset", {}) for name in files]
+    assert dev.source == "hub:miracl/miracl" and dev.topics == {"1": "swali", "2": "jingine"}
+    assert dev.qrels == {"1": {"4#0": 1}, "2": {"5#1": 0}}
+
+    def refusing(repo_id, filename, **kw):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline mode is enabled")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refusing)
+    with pytest.raises(DataError, match=r"Could not get miracl-v1\.0-sw/topics/topics\.miracl-v1\.0-sw-dev\.tsv from "
+                                        r"the hub dataset 'miracl/miracl': LocalEntryNotFoundError.*offline.*root="):
+        miracl.load_miracl_dev("sw")
+
+
+def test_miracl_corpus_streams_hf_paths(monkeypatch):
+    """The hub corpus is streamed from hf:// paths (huggingface_hub's file system under datasets)."""
+    import datasets
+
+    from hbkit.datasets import miracl
+
+    seen = {}
+
+    def fake_load_dataset(builder, data_files=None, split=None, streaming=False):
+        seen.update(builder=builder, data_files=data_files, split=split, streaming=streaming)
+        return [{"docid": "1#0", "title": "Kenya", "text": "Nairobi"}, {"docid": "2#0", "title": "", "text": "x"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert list(miracl.iter_corpus("sw", None, chunk_size=5)) == [(["1#0", "2#0"], ["Kenya Nairobi", "x"])]
+    assert seen == {"builder": "json", "split": "train", "streaming": True,
+                    "data_files": "hf://datasets/miracl/miracl-corpus/miracl-corpus-v1.0-sw/docs-*.jsonl.gz"}

@@ -150,6 +150,22 @@ def test_splitter_spans_cover_text():
     assert "।" in mlqa_r.SENTENCE_SPLITTER and "؟" in mlqa_r.SENTENCE_SPLITTER
 
 
+def test_splitter_module_and_language_codes():
+    from hbkit.datasets import sentences as splitter
+
+    assert mlqa_r.split_sentences is splitter.split_sentences and mlqa_r.sentences is splitter.sentences
+    assert mlqa_r.SENTENCE_SPLITTER is splitter.SENTENCE_SPLITTER
+    assert "hbkit.datasets.sentences.split_sentences" in splitter.SENTENCE_SPLITTER
+    # codes are normalised: German rules apply to "DEU" ("am 25. Januar" is no sentence end)
+    text = "Er kam am 25. Januar an. Dann ging er."
+    assert splitter.sentences(text, "DEU") == splitter.sentences(text, "de") == ["Er kam am 25. Januar an.",
+                                                                                 "Dann ging er."]
+    rec = MLQARecord("q1", "Q?", CTX_EN, (("Alpha", 0),))
+    assert build_mlqa_r({"EN": [rec]}).query_langs == ["en"]
+    with pytest.raises(UnknownLanguageError, match="one language twice"):
+        build_mlqa_r({"en": [rec], "eng": [rec]})
+
+
 # --------------------------------------------------------------------------- answer-in-sentence rule
 
 CTX_EN = "Alpha is a town. It has a river. Its mayor is Bob Smith. It has a river. The end."

@@ -118,7 +118,7 @@ def test_latin1_csv_names_line_and_byte_offset(tmp_path):
         read_parallel_file(path)
     msg = str(err.value)
     assert f"{path}, line 3: not valid UTF-8 text" in msg
-    assert "byte 0xdf at byte offset 46 in the file, column 10 of the line" in msg
+    assert "byte 0xdf at byte offset 46 in the file (counted from 0), byte 10 of the line" in msg
     assert "Save the file as UTF-8" in msg
 
 

@@ -15,6 +15,14 @@
 
 :func:`extract_zip` unpacks an archive into a folder atomically (into a temporary
 folder that is renamed when complete) and does nothing when it was already unpacked.
+
+Only plain URLs come here (the MLQA archive, LAReQA's XQuAD-R files, SQuADShifts); files
+on the Hugging Face hub go through ``huggingface_hub`` (its cache, tokens and
+``HF_ENDPOINT`` mirrors). ``pooch`` is not used because it cannot resume: it streams each
+attempt into a new temporary file that it deletes when the attempt fails and sends no
+``Range`` request, so a cut connection restarts the 76 MB MLQA archive from byte 0; it
+also relies on the HTTP client to notice a short body instead of checking the size the
+server announced.
 """
 from __future__ import annotations
 

@@ -200,9 +200,10 @@ def _read_jsonl_rows(path: Path) -> tuple[str, Iterator[tuple[str, dict[str, Any
                 raise DataError(f"{where}: has both text keys (query, positive) and image–caption keys (caption, "
                                 "image). One file holds one kind of pair.")
             if rk != kind:
-                raise DataError(f"{where}: an {'image–caption' if rk == IMAGE else 'text'} row, but "
-                                f"{first[0].rsplit(', ', 1)[-1]} is {'an image–caption' if kind == IMAGE else 'a text'}"
-                                " row. One file holds one kind of pair: split it.")
+                this = "an image–caption" if rk == IMAGE else "a text"
+                that = "an image–caption" if kind == IMAGE else "a text"
+                raise DataError(f"{where}: {this} row, but {first[0].rsplit(', ', 1)[-1]} is {that} row. One file "
+                                "holds one kind of pair: split it.")
             missing = [c for c in _KIND_COLUMNS[kind] if c not in row]
             if missing:
                 header = _IMAGE_HEADER if kind == IMAGE else _HEADER
@@ -356,7 +357,8 @@ def write_parallel_file(dataset: ParallelDataset, path: str | os.PathLike) -> Pa
     fmt, gz = file_format(file)
     if dataset.modality == IMAGE:
         columns: tuple[str, ...] = IMAGE_COLUMNS
-        rows: list[tuple] = [(it.group, it.lang, it.query, it.positive.key) for it in dataset.items()]  # type: ignore[union-attr]
+        rows: list[tuple] = [(it.group, it.lang, it.query, it.positive.key)  # type: ignore[union-attr]
+                             for it in dataset.items()]
     else:
         columns = COLUMNS
         rows = [(it.group, it.lang, it.query, it.positive, it.negative) for it in dataset.items()]

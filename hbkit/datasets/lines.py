@@ -69,9 +69,9 @@ def _decode(raw: bytes, label: str, lineno: int, offset: int, compressed: bool) 
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         where = "of the uncompressed data" if compressed else "in the file"
-        raise DataError(f"{label}, line {lineno}: not valid UTF-8 text ({exc.reason}: byte 0x{raw[exc.start]:02x} at "
-                        f"byte offset {offset + exc.start} {where}, column {exc.start + 1} of the line in bytes). "
-                        "Save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).") from None
+        raise DataError(f"{label}, line {lineno}: not valid UTF-8 text ({exc.reason}: byte 0x{raw[exc.start]:02x} "
+                        f"at byte offset {offset + exc.start} {where} (counted from 0), byte {exc.start + 1} of the "
+                        "line). Save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).") from None
     return text[1:] if lineno == 1 and text.startswith("\ufeff") else text
 
 

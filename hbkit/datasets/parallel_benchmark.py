@@ -83,8 +83,8 @@ def benchmark_from_parallel(ds: ParallelDataset, query_languages: Sequence[str] 
     items = ds.items()
     image = ds.modality == IMAGE
     if image and c_given is not None:
-        raise ConfigError(f"{ds.name!r} is image–caption data: its candidates are the images, which have no language. "
-                          "Leave candidate_languages=None.")
+        raise ConfigError(f"{ds.name!r} is image–caption data: its candidates are the images, which have no "
+                          "language. Leave candidate_languages=None.")
     if not image and c_given is None:
         bitext_langs = {it.lang for it in items if it.lang in qlangs and _is_bitext(it)}
         others = [lang for lang in ds.languages if lang not in qlangs]

@@ -104,7 +104,7 @@ def register_training(kind: str, fn: Loader, *, replace: bool = False) -> None:
 
 
 def register_benchmark(kind: str, fn: Loader, *, replace: bool = False) -> None:
-    """Add a benchmark kind: ``fn(src, **context)`` returns a RetrievalBenchmark (rules as :func:`register_training`)."""
+    """Add a benchmark kind: ``fn(src, **context)`` returns a RetrievalBenchmark (as :func:`register_training`)."""
     _register(BENCHMARKS, "benchmark", kind, fn, replace)
 
 
