@@ -2,25 +2,38 @@
 
 A MIRACL corpus has millions of passages; its embeddings need not fit in memory. The
 searcher keeps only the running top-k per query: each chunk of document embeddings is
-scored against the queries (``q @ chunk.T``), reduced to its top-k per query with
-``torch.topk`` and merged into the running top-k; the chunk can then be discarded.
+reduced to its exact top-k per query and merged into the running top-k; the chunk can
+then be discarded. Two backends compute a chunk's top-k (``backend=``):
 
-Memory is bounded by one score block and the running results, whatever the corpus size:
+- ``"faiss"``: faiss's exact k-NN (``faiss.knn``, the kernel behind ``IndexFlatIP.search``:
+  BLAS score blocks of 4096 queries × 1024 documents with fused top-k selection), without
+  copying the chunk into an index. Needs ``faiss-cpu``; it uses faiss's OpenMP threads
+  (``faiss.omp_set_num_threads``, default ``OMP_NUM_THREADS``).
+- ``"torch"``: ``q @ chunk.T`` in score blocks of at most ``block_bytes`` (default 256 MiB):
+  sub-blocks of ``doc_block`` documents (default 65,536) against as many queries as fit,
+  each reduced with ``torch.topk``; torch's threads.
+- ``"auto"`` (default): faiss when it is installed, else torch.
 
-- a score block is at most ``block_bytes`` (default 256 MiB): a chunk is scored in
-  sub-blocks of ``doc_block`` documents (default 65,536) against as many queries as fit;
-- the running top-k is ``n_queries × k`` scores and positions, plus the ids of the
-  documents currently in it (document ids of the rest of the stream are not kept).
+Memory is bounded by one score block and the running results, whatever the corpus size;
+the running top-k is ``n_queries × k`` scores and positions, plus the ids of the documents
+currently in it (document ids of the rest of the stream are not kept).
 
-**Ties** are broken deterministically: among equal scores, the document added earlier
-(smaller position in the stream) ranks first — inside the top-k and at its boundary.
-``torch.topk`` alone picks an arbitrary subset of tied scores, so the boundary is fixed
-afterwards. (Metrics in :mod:`hbkit.trec_metrics` re-rank the returned run by trec_eval's
-own rule; this rule only decides which tied documents make the cut.) Scores are float32
-dot products; with L2-normalised embeddings they are cosine similarities.
+**Ties** are broken deterministically and identically by both backends: among equal
+scores, the document added earlier (smaller position in the stream) ranks first — inside
+the top-k and at its boundary. ``torch.topk`` and faiss alone pick an arbitrary subset of
+scores tied at the k-th value, so one extra candidate per query (k + 1) tells where a tie
+crosses the boundary; those queries' chunk top-k is then recomputed by position (with
+torch, for the faiss backend). Candidates are merged in (score descending, position
+ascending) order. (Metrics in :mod:`hbkit.trec_metrics` re-rank the returned run by
+trec_eval's own rule; this rule only decides which tied documents make the cut.) Scores
+are float32 dot products; with L2-normalised embeddings they are cosine similarities. The
+backends' BLAS kernels may round a sum differently (≈1e-7), so documents within that of
+the k-th score may differ between backends.
 """
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -32,8 +45,31 @@ from hbkit.errors import ConfigError, DataError
 BLOCK_BYTES = 256 * 2**20
 #: Default number of documents scored per block.
 DOC_BLOCK = 65_536
+#: Accepted values of ``backend``.
+BACKENDS = ("auto", "faiss", "torch")
 
-__all__ = ["BLOCK_BYTES", "DOC_BLOCK", "StreamingTopK", "topk_search"]
+__all__ = ["BACKENDS", "BLOCK_BYTES", "DOC_BLOCK", "StreamingTopK", "resolve_backend", "topk_search"]
+
+
+def _import_faiss() -> ModuleType | None:
+    try:
+        return importlib.import_module("faiss")
+    except ImportError:
+        return None
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """The backend ``"faiss"`` or ``"torch"`` that ``backend`` (one of :data:`BACKENDS`) selects here."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}.")
+    if backend == "torch":
+        return "torch"
+    if _import_faiss() is None:
+        if backend == "faiss":
+            raise ConfigError('backend="faiss" needs faiss, which is not installed: pip install faiss-cpu '
+                              '(or pass backend="torch" or "auto").')
+        return "torch"
+    return "faiss"
 
 
 def _as_matrix(x, name: str) -> torch.Tensor:
@@ -46,7 +82,8 @@ def _as_matrix(x, name: str) -> torch.Tensor:
     if not (x.is_floating_point()):
         raise DataError(f"{name} must hold floats, got dtype {x.dtype}. Pass embeddings, e.g. from encoder.encode().")
     x = x.detach().to("cpu", torch.float32).contiguous()
-    if x.numel() and not bool(torch.isfinite(x).all()):
+    # A NaN or infinity makes the sum non-finite; the element-wise check (slower) runs only then.
+    if x.numel() and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
         raise DataError(f"{name} holds NaN or infinite values. Check the encoder output (NaN weights or inputs?).")
     return x
 
@@ -85,18 +122,23 @@ class StreamingTopK:
     Args:
         queries: (n_q, d) float embeddings (tensor or array; kept as float32 on CPU).
         k: results per query.
-        block_bytes: bound of one float32 score block (queries × documents).
-        doc_block: documents scored per block.
+        block_bytes: bound of one float32 score block (queries × documents), torch backend.
+        doc_block: documents scored per block, torch backend.
+        backend: ``"auto"`` (faiss if installed, else torch), ``"faiss"`` or ``"torch"``; the
+            resolved one is :attr:`backend`. Both give the same top-k, ties included.
 
     ``add(doc_emb, doc_ids)`` consumes a chunk; ``result()`` gives the top-k so far.
     """
 
-    def __init__(self, queries, k: int, *, block_bytes: int = BLOCK_BYTES, doc_block: int = DOC_BLOCK) -> None:
+    def __init__(self, queries, k: int, *, block_bytes: int = BLOCK_BYTES, doc_block: int = DOC_BLOCK,
+                 backend: str = "auto") -> None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ConfigError(f"k must be an integer >= 1, got {k!r}.")
         for name, v in (("block_bytes", block_bytes), ("doc_block", doc_block)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}.")
+        self.backend = resolve_backend(backend)
+        self._faiss = _import_faiss() if self.backend == "faiss" else None
         self.queries = _as_matrix(queries, "queries")
         if self.queries.shape[0] == 0:
             raise DataError("queries is empty: pass at least one query embedding.")
@@ -130,7 +172,20 @@ class StreamingTopK:
         n, base = docs.shape[0], self.n_docs
         if n == 0:
             return
-        n_q = self.queries.shape[0]
+        if self._faiss is not None:
+            self._add_faiss(docs, base)
+        else:
+            self._add_torch(docs, base)
+        fresh = torch.unique(self._pos[self._pos >= base]).tolist()
+        for p in fresh:
+            self._names[p] = doc_ids[p - base]
+        self.n_docs += n
+        if len(self._names) > 2 * self._pos.numel():  # forget ids that left the top-k
+            keep = set(torch.unique(self._pos).tolist())
+            self._names = {p: d for p, d in self._names.items() if p in keep}
+
+    def _add_torch(self, docs: torch.Tensor, base: int) -> None:
+        n, n_q = docs.shape[0], self.queries.shape[0]
         buf = torch.empty(min(self.query_block, n_q), min(self.doc_block, n))
         for s in range(0, n, self.doc_block):
             block = docs[s:s + self.doc_block]
@@ -149,13 +204,37 @@ class StreamingTopK:
                 new_vals[a:a + q.shape[0]] = vals[:, :width]
                 new_pos[a:a + q.shape[0]] = pos[:, :width]
             self._vals, self._pos = new_vals, new_pos
-        fresh = torch.unique(self._pos[self._pos >= base]).tolist()
-        for p in fresh:
-            self._names[p] = doc_ids[p - base]
-        self.n_docs += n
-        if len(self._names) > 2 * self._pos.numel():  # forget ids that left the top-k
-            keep = set(torch.unique(self._pos).tolist())
-            self._names = {p: d for p, d in self._names.items() if p in keep}
+
+    def _add_faiss(self, docs: torch.Tensor, base: int) -> None:
+        n = docs.shape[0]
+        kk = min(self.k, n)
+        extra = int(kk < n)  # a (k+1)-th candidate shows whether a tie crosses the boundary
+        d, i = self._faiss.knn(self.queries.numpy(), docs.numpy(), kk + extra,
+                               metric=self._faiss.METRIC_INNER_PRODUCT)
+        vals, idx = torch.from_numpy(d), torch.from_numpy(i)
+        redo = (idx[:, :kk] < 0).any(dim=1)  # -1: faiss found no score above -FLT_MAX (overflow to -inf)
+        if extra:
+            redo |= vals[:, kk] == vals[:, kk - 1]
+        vals, idx = vals[:, :kk].contiguous(), idx[:, :kk].contiguous()
+        rows = torch.nonzero(redo).flatten()
+        step = max(1, self.query_block * self.doc_block // n)  # rows per block_bytes score block
+        for a in range(0, rows.numel(), step):  # ambiguous boundary: these queries' chunk top-k by torch
+            r = rows[a:a + step]
+            vals[r], idx[r] = _block_topk(torch.mm(self.queries[r], docs.T), kk)
+        self._merge(vals, idx + base)
+
+    def _merge(self, vals: torch.Tensor, pos: torch.Tensor) -> None:
+        """Merge a chunk's candidates (n_q, c) into the running top-k, in query blocks."""
+        n_q = self.queries.shape[0]
+        width = min(self.k, self._vals.shape[1] + vals.shape[1])
+        new_vals = torch.empty(n_q, width)
+        new_pos = torch.empty(n_q, width, dtype=torch.int64)
+        step = max(1, self.query_block)
+        for a in range(0, n_q, step):
+            v, p = _order(torch.cat([self._vals[a:a + step], vals[a:a + step]], dim=1),
+                          torch.cat([self._pos[a:a + step], pos[a:a + step]], dim=1))
+            new_vals[a:a + step], new_pos[a:a + step] = v[:, :width], p[:, :width]
+        self._vals, self._pos = new_vals, new_pos
 
     def result(self) -> tuple[torch.Tensor, list[list[str]]]:
         """``(scores, ids)``: scores (n_q, min(k, n_docs)) best first, ids the matching document ids."""
