@@ -7,7 +7,7 @@ STAMP := $(VENV)/.hbkit-installed
 PROFILE ?= demo
 OUTPUT_DIR ?= runs
 
-.PHONY: env replicate test unit-test notebook-test bench clean
+.PHONY: env replicate test unit-test notebook-test figures bench clean
 
 env: $(STAMP)
 
@@ -25,11 +25,18 @@ test: unit-test notebook-test
 unit-test: $(STAMP)
 	HBKIT_PROGRESS=0 $(PY) -m pytest tests -q -rs; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
-# Executes the notebooks on the tiny `test` profile with papermill, then re-runs the executed
+# Executes the notebooks on the tiny `test` profile with papermill, checks the executed notebooks
+# (no warnings, no stray outputs) and the figures made from them, then re-runs the executed
 # notebooks under nbval (cells marked NBVAL_CHECK_OUTPUT must reproduce their outputs).
 notebook-test: $(STAMP)
 	HBKIT_PROGRESS=0 $(PY) -m hbkit.kit.replicate --profile test --output-dir $(OUTPUT_DIR) --fresh
+	HBKIT_PROGRESS=0 HBKIT_EXECUTED_NOTEBOOKS=$(abspath $(OUTPUT_DIR))/test/notebooks \
+		$(PY) -m pytest -q -rs -p no:cacheprovider tests/test_notebooks.py tests/test_figures.py
 	HBKIT_PROGRESS=0 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(OUTPUT_DIR)/test/notebooks
+
+# The README's figures (docs/*.png) from a finished replication: `make replicate` first (demo by default).
+figures: $(STAMP)
+	$(PY) -m hbkit.kit.figures --profile $(PROFILE) --output-dir $(OUTPUT_DIR) --to docs
 
 bench: $(STAMP)
 	$(PY) bench/bench_eval.py

@@ -1,16 +1,17 @@
 """Figures: strategy × setting bars, rank distance per language, language-pair heatmaps,
-batch language histograms and training curves. Each function returns the figure and,
+batch language histograms and heatmaps, one query's answer ranks, training curves and the α sweep. Each function returns the figure and,
 when ``out`` is given, also saves it as a PNG."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from hbkit.engine.atomic import atomic_path
+from hbkit.errors import ConfigError
 
 STRATEGY_ORDER = ["X-X", "X-Y", "hybrid"]
 SETTING_ORDER = ["monolingual", "cross-lingual", "multilingual"]
@@ -146,13 +147,24 @@ def batch_language_histograms(batches, n: int = 6, title: str = "", out: str | P
     return _save(fig, out)
 
 
-def training_curves(logs: dict[str, pd.DataFrame], title: str = "", out: str | Path | None = None):
-    """Training loss (and validation loss where logged) against step; ``logs`` maps a label to a train_log frame."""
+def training_curves(logs: dict[str, pd.DataFrame], title: str = "", out: str | Path | None = None,
+                    by_mode: bool = False):
+    """Training loss (and validation loss where logged) against step; ``logs`` maps a label to a train_log frame.
+
+    With ``by_mode``, the logged training losses are drawn per kind of batch (the ``mode`` column:
+    X-X or X-Y), so a hybrid run shows its two kinds of batch as two series.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for label, df in logs.items():
         if "loss" in df:
             t = df.dropna(subset=["loss"])
-            axes[0].plot(t.step, t.loss, label=label)
+            if by_mode and "mode" in t and t["mode"].notna().any():
+                for mode in _order(t["mode"].dropna(), STRATEGY_ORDER):
+                    m = t[t["mode"] == mode]
+                    axes[0].plot(m.step, m.loss, marker=".", lw=0.8, color=COLORS.get(mode),
+                                 label=f"{label}: {mode} batches")
+            else:
+                axes[0].plot(t.step, t.loss, label=label)
         if "val_loss" in df:
             v = df.dropna(subset=["val_loss"])
             axes[1].plot(v.step, v.val_loss, marker="o", label=label)
@@ -167,25 +179,147 @@ def training_curves(logs: dict[str, pd.DataFrame], title: str = "", out: str | P
     return _save(fig, out)
 
 
-def alpha_sweep(headline: pd.DataFrame, metric: str = "mAP", title: str = "", out: str | Path | None = None):
-    """``metric`` against α for hybrid runs labelled ``hybrid-alpha<α>`` (α = 0.5 is ``hybrid``), per setting."""
-    d = headline[(headline.metric == metric)].copy()
-    def alpha_of(label: str) -> float:
-        if label == "hybrid":
-            return 0.5
-        if label.startswith("hybrid-alpha"):
-            return float(label[len("hybrid-alpha"):])
-        return np.nan
-    d["alpha"] = d.strategy.map(alpha_of)
-    d = d.dropna(subset=["alpha"])
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    for setting in _order(d.setting, SETTING_ORDER):
-        g = d[d.setting == setting].groupby("alpha").value
-        m, s = g.mean(), g.std(ddof=1).fillna(0.0)
-        ax.errorbar(m.index, m.to_numpy(), yerr=s.to_numpy(), marker="o", capsize=3, label=setting)
-    ax.set_xlabel("α (probability of an X-X batch)")
-    ax.set_ylabel(metric)
-    ax.set_title(title or f"{metric} against α")
-    ax.legend(fontsize=8)
+
+
+def batch_language_heatmaps(counts: Mapping[str, pd.DataFrame], title: str = "", out: str | Path | None = None):
+    """One heatmap per strategy of the share of training pairs per (query language, passage language).
+
+    ``counts`` maps a strategy to the output of :func:`hbkit.kit.inspection.language_pair_counts`
+    (rows query language, columns passage language). Cells show the percentage of that strategy's
+    pairs; X-X fills the diagonal, X-Y the off-diagonal cells, hybrid both.
+    """
+    names = list(counts)
+    if not names:
+        raise ConfigError("counts is empty: pass at least one strategy's language-pair counts.")
+    langs = _order([lang for m in counts.values() for lang in [*m.index, *m.columns]], [])
+    shares = {}
+    for name, m in counts.items():
+        m = m.reindex(index=langs, columns=langs, fill_value=0).astype(float)
+        total = m.to_numpy().sum()
+        shares[name] = 100 * m / total if total else m
+    vmax = max(float(s.to_numpy().max()) for s in shares.values()) or 1.0
+    cmap = plt.get_cmap("magma_r").with_extremes(bad="white")  # pairs a strategy never draws stay blank
+    fig, axes = plt.subplots(1, len(names), figsize=(1.2 + 0.5 * len(langs) * len(names) + 1.0,
+                                                     0.42 * len(langs) + 1.3), squeeze=False, layout="constrained")
+    im = None
+    for j, (ax, name) in enumerate(zip(axes[0], names)):
+        s = shares[name]
+        im = ax.imshow(np.ma.masked_equal(s.to_numpy(), 0.0), vmin=0, vmax=vmax, cmap=cmap)
+        ax.set_xticks(range(len(langs)), langs, fontsize=8)
+        ax.set_yticks(range(len(langs)), langs, fontsize=8)
+        ax.set_xlabel("passage language")
+        if j == 0:
+            ax.set_ylabel("query language")
+        n_pairs = int(counts[name].to_numpy().sum())
+        ax.set_title(f"{name} ({n_pairs:,} pairs)", fontsize=10)
+        for i in range(len(langs)):
+            for k in range(len(langs)):
+                v = s.iat[i, k]
+                if v > 0:
+                    ax.text(k, i, f"{v:.1f}", ha="center", va="center", fontsize=6,
+                            color="white" if v > vmax / 2 else "black")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="share of pairs (%)")
+    fig.suptitle(title or "Query language × passage language of the training pairs")
+    return _save(fig, out)
+
+
+def answer_ranks(ranks: pd.DataFrame, title: str = "", out: str | Path | None = None):
+    """One query's correct answers, one per language: their pooled (multilingual) rank per strategy.
+
+    ``ranks`` is the output of :func:`hbkit.kit.inspection.answer_ranks`. Each strategy's ranks are
+    joined by a vertical bar from its best to its worst rank: its length is that query's rank
+    distance. The rank axis is logarithmic, rank 1 at the top.
+    """
+    labels = list(dict.fromkeys(ranks["strategy"]))
+    langs = _order(ranks["answer language"], [])
+    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * len(langs) + 1.4 * len(labels), 3.4))
+    width = 0.6 / max(1, len(labels))
+    for j, label in enumerate(labels):
+        d = ranks[ranks["strategy"] == label].set_index("answer language")["rank"].reindex(langs)
+        x = np.arange(len(langs)) + (j - (len(labels) - 1) / 2) * width
+        color = COLORS.get(label, plt.get_cmap("tab10")(j % 10))
+        dist = int(d.max() - d.min())
+        ax.scatter(x, d.to_numpy(), color=color, zorder=3, label=f"{label}: rank distance {dist}")
+        xr = len(langs) - 0.4 + 0.25 * j
+        ax.vlines(xr, d.min(), d.max(), color=color, lw=3)
+        ax.text(xr + 0.08, np.sqrt(d.min() * d.max()), str(dist), color=color, va="center", fontsize=8)
+    n = ranks.attrs.get("n_candidates")
+    worst = max(int(ranks["rank"].max()), int(n or 0))
+    ax.set_yscale("log")
+    ax.set_ylim(worst * 1.3, 0.8)  # rank 1 at the top; the bottom is the pool's size when known
+    ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000) if t <= worst]
+    ax.set_yticks(ticks, [f"{t:,}" for t in ticks])
+    ax.yaxis.set_minor_locator(plt.NullLocator())
+    ax.set_ylabel("rank in the pooled candidates" + (f"\n(1 = best of {n:,})" if n else " (1 = best)"))
+    ax.set_xticks(np.arange(len(langs)), langs)
+    ax.set_xlabel("language of the correct answer")
+    ax.set_xlim(-0.6, len(langs) + 0.3 + 0.25 * len(labels))
+    q = ranks.attrs.get("query")
+    ax.set_title(title or (f"Ranks of one query's correct answers ({ranks.attrs.get('query_lang')}: {q})" if q
+                           else "Ranks of one query's correct answers"), fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=len(labels), frameon=False)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def alpha_of(strategy: str, default_alpha: float = 0.5) -> float:
+    """α of a run label: X-Y → 0, X-X → 1, hybrid → ``default_alpha``, ``hybrid-alpha<α>`` → α; else NaN."""
+    if strategy == "X-Y":
+        return 0.0
+    if strategy == "X-X":
+        return 1.0
+    if strategy == "hybrid":
+        return float(default_alpha)
+    if strategy.startswith("hybrid-alpha"):
+        try:
+            return float(strategy[len("hybrid-alpha"):])
+        except ValueError:
+            return float("nan")
+    return float("nan")
+
+
+def with_alpha(results: pd.DataFrame, default_alpha: float = 0.5) -> pd.DataFrame:
+    """``results`` with an ``alpha`` column derived from ``strategy`` by :func:`alpha_of` (kept if present)."""
+    if "alpha" in results:
+        return results
+    out = results.copy()
+    out["alpha"] = [alpha_of(s, default_alpha) for s in out["strategy"]]
+    return out
+
+
+def alpha_sweep(results: pd.DataFrame, metric: str = "mAP", title: str = "", out: str | Path | None = None):
+    """``metric`` against α (the probability of an X-X batch) per setting, mean ± std over seeds.
+
+    ``results`` is a tidy headline table (:func:`hbkit.evaluation.headline`) with an ``alpha`` column
+    (see :func:`with_alpha`; rows without α are left out). α = 0 is X-Y batching and α = 1 is X-X:
+    both ends are drawn as squares and named on the axis. One panel per benchmark.
+    """
+    if "alpha" not in results:
+        raise ConfigError("results has no 'alpha' column: add one with plots.with_alpha(results).")
+    d = results[(results.metric == metric)].dropna(subset=["alpha"])
+    if d.empty:
+        raise ConfigError(f"No rows with metric {metric!r} and a value of alpha to plot.")
+    benches = _order(d["benchmark"], []) if "benchmark" in d else [None]
+    fig, axes = plt.subplots(1, len(benches), figsize=(5.2 * len(benches), 3.6), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, bench in zip(axes[0], benches):
+        b = d if bench is None else d[d["benchmark"] == bench]
+        for k, setting in enumerate(_order(b.setting, SETTING_ORDER)):
+            g = b[b.setting == setting].groupby("alpha").value
+            m, s = g.mean(), g.std(ddof=1).fillna(0.0)
+            color = cmap(k % 10)
+            ax.errorbar(m.index.to_numpy(), m.to_numpy(), yerr=s.to_numpy(), marker="o", capsize=3,
+                        color=color, label=setting)
+            ends = m[m.index.isin([0.0, 1.0])]
+            ax.scatter(ends.index.to_numpy(), ends.to_numpy(), marker="s", s=70, facecolor="none",
+                       edgecolor=color, zorder=4)
+        ticks = sorted(set(b["alpha"].astype(float)) | {0.0, 1.0})
+        ax.set_xticks(ticks, [{0.0: "0\nX-Y", 1.0: "1\nX-X"}.get(t, f"{t:g}") for t in ticks])
+        ax.set_xlim(-0.08, 1.08)
+        ax.set_xlabel("α (probability of an X-X batch)")
+        ax.set_ylabel(metric)
+        ax.set_title(bench if bench is not None else "", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(title or f"{metric} against α (squares: the pure X-Y and X-X ends)")
     fig.tight_layout()
     return _save(fig, out)

@@ -2,48 +2,128 @@
 
 Executed notebooks go to ``<output_dir>/<profile>/notebooks/``. A rerun skips
 finished runs (trained and evaluated, with their executed notebooks) and resumes
-interrupted ones from their ``latest`` checkpoint.
+interrupted ones from their ``latest`` checkpoint. One line is printed per notebook::
+
+    [3/15] 02_train X-Y seed0  41 s  (12 left, ~4 min)
+
+Kernels run unattended: on POSIX they talk over IPC sockets in a private temporary
+folder (not TCP), they are shut down without the interrupt jupyter_client sends first
+by default (papermill shuts a kernel down only after its last cell returned), progress
+bars are off in them (``HBKIT_PROGRESS=0`` unless set), and the kernel process's own
+log goes to a file that is kept, and named, only when the notebook fails.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hbkit.engine.atomic import atomic_path
 from hbkit.errors import HbkitError
-from hbkit.kit.experiment import RunSpec, resolve_output_dir
+from hbkit.kit.experiment import RunSpec, resolve_output_dir, run_label
 from hbkit.kit.profiles import get_profile
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def _execute(name: str, out: Path, params: dict, cwd: Path) -> float:
+def _kernel_manager_class(log_path: Path, socket_dir: str):
+    """An AsyncKernelManager for unattended runs (see the module docstring), logging to ``log_path``."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class BatchKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc" if os.name == "posix" else "tcp"
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            return os.path.join(socket_dir, "k") if self.transport == "ipc" else super()._ip_default()
+
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:  # idle after the last cell: the shutdown request suffices
+                return
+            await super()._async_interrupt_kernel()
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+            env = dict(kw.get("env") or os.environ)
+            env.setdefault("HBKIT_PROGRESS", "0")
+            kw["env"] = env
+            log = open(log_path, "ab")
+            try:
+                kw["stdout"] = kw["stderr"] = log
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+            finally:
+                log.close()  # the kernel holds its own copy of the descriptor
+
+    return BatchKernelManager
+
+
+def _failure_message(label: str, exc: BaseException, failed: Path | None, log: Path | None) -> str:
+    import papermill as pm
+
+    lines = [f"{label} failed."]
+    if isinstance(exc, pm.PapermillExecutionError):
+        lines[0] = f"{label} failed in cell In [{exc.exec_count}]:"
+        tb = [ln for part in (exc.traceback or []) for ln in _ANSI.sub("", part).splitlines()]
+        lines += ["  " + ln for ln in tb[-20:]] or [f"  {exc.ename}: {exc.evalue}"]
+    else:
+        lines.append(f"  {type(exc).__name__}: {exc}")
+    if failed is not None:
+        lines.append(f"The executed notebook, with its outputs up to the error: {failed}")
+    if log is not None:
+        lines.append(f"The kernel's own log: {log}")
+    lines.append("Fix the cause and rerun: finished runs are skipped and interrupted ones resume.")
+    return "\n".join(lines)
+
+
+def execute(name: str, out: Path, params: dict, cwd: Path, label: str | None = None) -> float:
+    """Execute notebook ``name`` with ``params`` into ``out`` (atomically); returns the seconds taken.
+
+    On failure the partly executed notebook is kept as ``<out>.FAILED.ipynb`` and an HbkitError
+    names it, the failing cell and its traceback.
+    """
     import papermill as pm
 
     src = NOTEBOOKS / name
     if not src.exists():
         raise HbkitError(f"Notebook {src} is missing: run from a full checkout of hbkit.")
+    label = label or Path(name).stem
     t0 = time.perf_counter()
-    print(f"[hbkit] running {name} -> {out.name}", flush=True)
-    with atomic_path(out) as tmp:
-        try:
-            pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name="python3",
-                                progress_bar=False, cwd=str(cwd), language="python")
-        except pm.PapermillExecutionError as exc:
-            failed = out.with_name(out.stem + ".FAILED.ipynb")
-            shutil.copy(tmp, failed)
-            raise HbkitError(f"{name} failed ({exc.ename}: {exc.evalue}). The partly executed notebook is "
-                             f"{failed}; fix the cause and rerun: finished runs are skipped and "
-                             "interrupted ones resume.") from None
+    sockets = tempfile.mkdtemp(prefix="hbkit-kernel-")
+    log = out.with_name(f".{out.stem}.kernel.log")
+    log.unlink(missing_ok=True)
+    try:
+        with atomic_path(out) as tmp:
+            try:
+                pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name="python3",
+                                    progress_bar=False, log_output=False, cwd=str(cwd), language="python",
+                                    kernel_manager_class=_kernel_manager_class(log, sockets))
+            except Exception as exc:  # a cell raised, the kernel died, or a timeout
+                failed = out.with_name(out.stem + ".FAILED.ipynb")
+                if tmp.exists() and tmp.stat().st_size:
+                    shutil.copy(tmp, failed)
+                kept = None
+                if log.exists() and log.stat().st_size:
+                    kept = out.with_name(out.stem + ".FAILED.kernel.log")
+                    os.replace(log, kept)
+                raise HbkitError(_failure_message(label, exc, failed if failed.exists() else None, kept)) from None
+    finally:
+        log.unlink(missing_ok=True)
+        shutil.rmtree(sockets, ignore_errors=True)
     return time.perf_counter() - t0
 
 
 def planned_runs(profile: str, output_dir: str) -> list[dict]:
-    """The notebook parameters of every run of a profile: models × strategies × seeds, then the α sweep."""
+    """The notebook parameters of every run of a profile: models × strategies × seeds, then the α sweep
+    (a sweep point that is an already planned run — same model, label and seed — is not repeated)."""
     prof = get_profile(profile)
     t = prof["train"]
     base = {"profile": profile, "output_dir": output_dir, "max_steps": t["max_steps"],
@@ -52,47 +132,126 @@ def planned_runs(profile: str, output_dir: str) -> list[dict]:
             for m in prof["models"] for s in prof["strategies"] for seed in prof["seeds"]]
     sweep = prof.get("alpha_sweep")
     if sweep:
+        seen = {(r["model"], run_label(r["strategy"], r["alpha"], t["alpha"]), r["seed"]) for r in runs}
         for a in sweep["alphas"]:
             for seed in sweep["seeds"]:
                 run = {**base, "model": sweep["model"], "strategy": "hybrid", "seed": seed, "alpha": float(a)}
-                if run not in runs:
+                key = (run["model"], run_label("hybrid", float(a), t["alpha"]), seed)
+                if key not in seen:  # α = 0, 0.5 and 1 are the X-Y, hybrid and X-X runs when already planned
+                    seen.add(key)
                     runs.append(run)
     return runs
 
 
+@dataclass
+class Job:
+    """One notebook execution of a replication."""
+
+    notebook: str
+    out: Path
+    params: dict
+    label: str
+    kind: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.kind = Path(self.notebook).stem
+
+
+def plan(profile: str, out_root: Path) -> list[Job]:
+    """The notebooks still to execute for ``profile`` under ``out_root`` (finished runs are skipped)."""
+    prof = get_profile(profile)
+    nb_dir = out_root / profile / "notebooks"
+    base = {"profile": profile, "output_dir": str(out_root)}
+    jobs = []
+    train_cfg = prof["train"]
+    if "world" in prof and not (nb_dir / "01_batches.ipynb").exists():
+        first = {"batch_size": train_cfg["batch_size"], "alpha": train_cfg["alpha"]}
+        jobs.append(Job("01_batches.ipynb", nb_dir / "01_batches.ipynb", {**base, **first}, "01_batches"))
+    models = {p["model"] for p in planned_runs(profile, str(out_root))}
+    for params in planned_runs(profile, str(out_root)):
+        spec = RunSpec(**params)  # type-check before starting a kernel
+        tag = f"{spec.model}_{spec.label}_seed{spec.seed}"
+        what = (f"{spec.model} " if len(models) > 1 else "") + f"{spec.label} seed{spec.seed}"
+        train_nb = nb_dir / f"02_train_{tag}.ipynb"
+        if not ((spec.run_dir / "train_state.json").exists() and train_nb.exists()):
+            jobs.append(Job("02_train.ipynb", train_nb, params, f"02_train {what}"))
+        eval_nb = nb_dir / f"03_evaluate_{tag}.ipynb"
+        if not ((spec.run_dir / "results.csv").exists() and eval_nb.exists()):
+            jobs.append(Job("03_evaluate.ipynb", eval_nb, params, f"03_evaluate {what}"))
+    jobs.append(Job("04_compare.ipynb", nb_dir / "04_compare.ipynb", base, "04_compare"))
+    jobs.append(Job("05_report.ipynb", nb_dir / "05_report.ipynb", base, "05_report"))
+    return jobs
+
+
+def format_seconds(seconds: float) -> str:
+    """``41 s``, ``12 min``, ``2 h 05 min``."""
+    s = int(round(seconds))
+    if s < 100:
+        return f"{s} s"
+    if s < 3600:
+        return f"{round(s / 60)} min"
+    return f"{s // 3600} h {round(s % 3600 / 60):02d} min"
+
+
+def estimate_left(done: dict[str, list[float]], left: list[str]) -> float | None:
+    """Seconds the notebook kinds in ``left`` may take: each at the mean time of its kind so far,
+    a kind not yet run at the mean of all; None before anything ran."""
+    times = [t for ts in done.values() for t in ts]
+    if not times:
+        return None
+    overall = sum(times) / len(times)
+    return sum(sum(done[k]) / len(done[k]) if done.get(k) else overall for k in left)
+
+
+def format_eta(seconds: float | None) -> str:
+    """``<1 min``, ``~4 min``, ``~2 h 05 min``; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return "<1 min"
+    if seconds < 3600:
+        return f"~{round(seconds / 60)} min"
+    return "~" + format_seconds(seconds)
+
+
+def progress_line(i: int, n: int, label: str, elapsed: float, done: dict[str, list[float]],
+                  left: list[str]) -> str:
+    """``[3/15] 02_train X-Y seed0  41 s  (12 left, ~4 min)``; the last one ends ``(done)``."""
+    head = f"[{i}/{n}] {label}  {format_seconds(elapsed)}"
+    if not left:
+        return f"{head}  (done)"
+    return f"{head}  ({len(left)} left, {format_eta(estimate_left(done, left))})"
+
+
 def replicate(profile: str, output_dir: str, fresh: bool = False) -> Path:
     """Run all notebooks of ``profile``; returns the profile directory."""
-    prof = get_profile(profile)
+    get_profile(profile)  # unknown profile: fail before anything else
     out_root = resolve_output_dir(output_dir)
     root = out_root / profile
     if fresh and root.exists():
         shutil.rmtree(root)
     nb_dir = root / "notebooks"
     nb_dir.mkdir(parents=True, exist_ok=True)
-    base = {"profile": profile, "output_dir": str(out_root)}
+    jobs = plan(profile, out_root)
+    print(f"[hbkit] profile {profile!r}: {len(jobs)} notebooks to run, outputs in {root}", flush=True)
     t0 = time.perf_counter()
-    train_cfg = prof["train"]
-    first = {"batch_size": train_cfg["batch_size"], "alpha": train_cfg["alpha"]}
-    if "world" in prof and not (nb_dir / "01_batches.ipynb").exists():
-        _execute("01_batches.ipynb", nb_dir / "01_batches.ipynb", {**base, **first}, nb_dir)
-    for params in planned_runs(profile, str(out_root)):
-        spec = RunSpec(**params)  # type-check before starting a kernel
-        tag = f"{spec.model}_{spec.label}_seed{spec.seed}"
-        train_nb = nb_dir / f"02_train_{tag}.ipynb"
-        if not ((spec.run_dir / "train_state.json").exists() and train_nb.exists()):
-            _execute("02_train.ipynb", train_nb, params, nb_dir)
-        eval_nb = nb_dir / f"03_evaluate_{tag}.ipynb"
-        if not ((spec.run_dir / "results.csv").exists() and eval_nb.exists()):
-            _execute("03_evaluate.ipynb", eval_nb, params, nb_dir)
-    _execute("04_compare.ipynb", nb_dir / "04_compare.ipynb", base, nb_dir)
-    _execute("05_report.ipynb", nb_dir / "05_report.ipynb", base, nb_dir)
-    print(f"[hbkit] profile {profile!r} done in {time.perf_counter() - t0:.0f} s: "
+    done: dict[str, list[float]] = {}
+    for i, job in enumerate(jobs, 1):
+        try:
+            elapsed = execute(job.notebook, job.out, job.params, nb_dir, label=job.label)
+        except HbkitError:
+            print(f"[{i}/{len(jobs)}] {job.label}  FAILED", flush=True)
+            raise
+        done.setdefault(job.kind, []).append(elapsed)
+        print(progress_line(i, len(jobs), job.label, elapsed, done, [j.kind for j in jobs[i:]]), flush=True)
+    print(f"[hbkit] profile {profile!r} done in {format_seconds(time.perf_counter() - t0)}: "
           f"{root / 'results.csv'}, figures in {root / 'figures'}", flush=True)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hbkit.kit.replicate", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m hbkit.kit.replicate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default=os.environ.get("PROFILE", "demo"))
     ap.add_argument("--output-dir", default=os.environ.get("OUTPUT_DIR", "runs"))
     ap.add_argument("--fresh", action="store_true", help="delete the profile's previous outputs first")

@@ -1,0 +1,91 @@
+"""The notebooks as a student opens them after ``make replicate``: no warnings, no stray outputs.
+
+Reads the executed notebooks of the ``test`` profile (``make notebook-test`` writes them, then runs
+this file): ``$HBKIT_EXECUTED_NOTEBOOKS`` or ``runs/test/notebooks``. Skips when they are absent, or
+older than the notebooks in ``notebooks/`` (a stale replication).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = sorted((REPO / "notebooks").glob("*.ipynb"))
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _executed_dir() -> Path:
+    env = os.environ.get("HBKIT_EXECUTED_NOTEBOOKS")
+    return Path(env) if env else REPO / "runs" / "test" / "notebooks"
+
+
+def _executed() -> list[Path]:
+    d = _executed_dir()
+    found = sorted(p for p in d.glob("*.ipynb") if ".FAILED" not in p.name and not p.name.startswith("."))
+    if not found:
+        pytest.skip(f"no executed notebooks in {d}: `make notebook-test` (or `python -m hbkit.kit.replicate "
+                    "--profile test --output-dir runs`) writes them")
+    for p in found:
+        src = next((s for s in SOURCES if p.stem.startswith(s.stem)), None)
+        if src is not None and src.stat().st_mtime > p.stat().st_mtime:
+            pytest.skip(f"{p} is older than {src.relative_to(REPO)}: rerun `make notebook-test`")
+    return found
+
+
+@pytest.fixture(scope="module")
+def executed() -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in _executed()}
+
+
+def _code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def test_every_notebook_was_executed(executed):
+    stems = {s.stem for s in SOURCES}
+    assert stems == {"01_batches", "02_train", "03_evaluate", "04_compare", "05_report"}
+    for stem in stems:
+        assert any(name.startswith(stem) for name in executed), f"no executed {stem}"
+    assert sum(name.startswith("02_train") for name in executed) == 6  # test profile: 3 strategies × 2 seeds
+
+
+def test_no_cell_writes_a_warning_or_an_error(executed):
+    for name, nb in executed.items():
+        for i, c in enumerate(nb["cells"]):
+            for o in c.get("outputs", []):
+                assert o["output_type"] != "error", f"{name} cell {i}: {o.get('ename')}: {o.get('evalue')}"
+                if o["output_type"] == "stream" and o["name"] == "stderr":
+                    text = "".join(o["text"])
+                    assert "warning" not in text.lower(), f"{name} cell {i} writes to stderr: {text[:300]}"
+
+
+def test_bootstrap_cell_prints_nothing_locally(executed):
+    for name, nb in executed.items():
+        first = _code_cells(nb)[0]
+        assert "pip install" in "".join(first["source"]), f"{name}: the install cell is not first"
+        assert first["outputs"] == [], f"{name}: the install cell shows {first['outputs']}"
+
+
+def test_no_progress_widgets_without_state(executed):
+    """Under papermill progress bars are off: a saved widget would render without its state."""
+    for name, nb in executed.items():
+        for i, c in enumerate(nb["cells"]):
+            for o in c.get("outputs", []):
+                assert WIDGET not in o.get("data", {}), f"{name} cell {i} holds a progress widget"
+
+
+def test_notebooks_show_the_new_figures_and_tables(executed):
+    nb01 = executed["01_batches.ipynb"]
+    tables = [o for c in _code_cells(nb01) for o in c["outputs"] if "text/html" in o.get("data", {})]
+    assert len(tables) >= 2 and all("passage language" in "".join(o["data"]["text/html"]) for o in tables[:2])
+    figures = _executed_dir().parent / "figures"
+    for png in ("batches_heatmap.png", "rank_distance_example.png", "strategy_mAP.png"):
+        assert (figures / png).read_bytes()[:4] == b"\x89PNG", png
+    nb04 = "".join(str(o) for c in _code_cells(executed["04_compare.ipynb"]) for o in c["outputs"])
+    assert "rank distance (max − min)" in nb04 and "skipped" not in nb04
+    nb02 = [n for n in executed if n.startswith("02_train")][0]
+    text = "".join(str(o) for c in _code_cells(executed[nb02]) for o in c["outputs"])
+    assert "which notebook 03 evaluates, holds the weights of step" in text
