@@ -141,24 +141,44 @@ def _check_ks(ks: Sequence[int], name: str) -> list[int]:
 
 
 # --------------------------------------------------------------------------- re-scoring
-def _top_k_columns(scores: torch.Tensor, column_ids: torch.Tensor, k: int) -> torch.Tensor:
-    """Column positions (b, k) of each row's k best scores, ties broken by lower ``column_ids``."""
-    by_id = torch.argsort(column_ids, stable=True)
-    order = torch.sort(scores[:, by_id], dim=1, descending=True, stable=True).indices[:, :k]
-    return by_id[order]
+def _top_k_columns(scores: torch.Tensor, column_ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column positions (b, k) of each row's k best scores, best first, ties broken by lower
+    ``column_ids`` (at the cut-off too); and each row's highest score (b, 1)."""
+    b, n = scores.shape
+    vals = torch.topk(scores, k, dim=1, sorted=False).values
+    row_max = vals.max(dim=1, keepdim=True).values
+    if k < n:
+        kth = vals.min(dim=1, keepdim=True).values  # the k-th highest score (a tie may straddle the cut-off)
+        take = scores > kth
+        tied = scores == kth
+        need = k - take.sum(dim=1, keepdim=True)  # >= 1 of the tied columns, lowest ids first
+        if column_ids.numel() > 1 and bool((column_ids[1:] < column_ids[:-1]).any()):
+            by_id = torch.argsort(column_ids)
+            first = torch.empty_like(tied).scatter_(1, by_id.expand(b, n),
+                                                    tied[:, by_id].cumsum(1, dtype=torch.int32) <= need)
+        else:
+            first = tied.cumsum(1, dtype=torch.int32) <= need
+        take |= tied & first
+        top = take.nonzero()[:, 1].view(b, k)  # column order
+    else:
+        top = torch.arange(n).expand(b, n)
+    # best first, ties by lower id: sort by id, then stably by score
+    top = top.gather(1, torch.argsort(column_ids[top], dim=1))
+    return top.gather(1, torch.sort(scores.gather(1, top), dim=1, descending=True, stable=True).indices), row_max
 
 
 def rerank_top_k(scores: torch.Tensor, query_ids: torch.Tensor, column_ids: torch.Tensor, rescore: Rescorer,
-                 k: int) -> torch.Tensor:
-    """A score block after re-scoring each row's first-stage top k: float (b, n), a new tensor.
+                 k: int, *, inplace: bool = False) -> torch.Tensor:
+    """A score block after re-scoring each row's first-stage top k: float (b, n).
 
     Args:
         scores: first-stage scores (b, n), float32 or float64.
         query_ids: int64 (b,) query index (into ``bench.queries``) of each row.
         column_ids: int64 (n,) candidate index (into ``bench.candidates``) of each column.
         rescore: ``fn(query_ids (b,), candidate_ids (b, k')) -> (b, k')`` new scores of each
-            row's top k' = min(k, n) candidates, given as candidate indices.
+            row's top k' = min(k, n) candidates, given as candidate indices, best first.
         k: how many candidates to re-score per row (>= 1).
+        inplace: overwrite ``scores`` (float32, k < 2^22) instead of returning a new tensor.
 
     Tie policy: the top k are the k highest first-stage scores, ties at the cut-off broken by
     the lower candidate index. They then score above every other candidate, in the order of
@@ -171,8 +191,8 @@ def rerank_top_k(scores: torch.Tensor, query_ids: torch.Tensor, column_ids: torc
     b, n = scores.shape
     k = min(int(k), n)
     if b == 0 or n == 0:
-        return scores.clone()
-    top = _top_k_columns(scores, column_ids, k)  # (b, k) column positions
+        return scores if inplace else scores.clone()
+    top, m = _top_k_columns(scores, column_ids, k)  # (b, k) column positions, (b, 1)
     new = rescore(query_ids, column_ids[top])
     new = torch.as_tensor(new).detach().to("cpu", torch.float64)
     if tuple(new.shape) != (b, k):
@@ -181,8 +201,11 @@ def rerank_top_k(scores: torch.Tensor, query_ids: torch.Tensor, column_ids: torc
     if not torch.isfinite(new).all():
         raise DataError("The rescore function returned NaN or infinite scores: check the re-scoring model.")
     below = torch.searchsorted(torch.sort(new, dim=1).values, new.contiguous())  # #new scores < each one
-    out = scores.to(torch.float64) if k >= 2**22 else scores.clone()
-    m = out.max(dim=1, keepdim=True).values.to(torch.float64)
+    if k >= 2**22 and scores.dtype != torch.float64:
+        out = scores.to(torch.float64)
+    else:
+        out = scores if inplace else scores.clone()
+    m = m.to(torch.float64)
     levels = m + m.abs().clamp(min=1.0) * (below + 1).to(torch.float64)
     out.scatter_(1, top, levels.to(out.dtype))
     return out
@@ -340,18 +363,18 @@ def evaluate_embeddings(bench: RetrievalBenchmark, query_emb, cand_emb, *,
                                                           hit_ks=hks, chunk_size=None, validate=False)
                 per_res = {code: by_code[code] for code, _ in per_lang}
             else:
-                pooled = None
-                if pooled_as is not None:
-                    scored = block if rescore is None else rerank_top_k(block, rows_idx, blk.cand_ids, rescore,
-                                                                        rescore_k)
-                    pooled = ranking_metrics(scored, rel, ks=pooled_ks, hit_ks=hks, candidate_groups=groups,
-                                             validate=False)
                 per_res = {}
                 for code, _ in per_lang:  # each language's candidates re-rank their own top k
                     lo, hi = blk.bounds[code]
                     sub = rerank_top_k(block[:, lo:hi], rows_idx, blk.cand_ids[lo:hi], rescore, rescore_k)
                     per_res[code] = ranking_metrics(sub, _sub_relevant(rel, lo, hi), ks=kmono, hit_ks=hks,
                                                     validate=False)
+                pooled = None
+                if pooled_as is not None:  # last: the pooled re-ranking may overwrite the block
+                    scored = block if rescore is None else rerank_top_k(block, rows_idx, blk.cand_ids, rescore,
+                                                                        rescore_k, inplace=True)
+                    pooled = ranking_metrics(scored, rel, ks=pooled_ks, hit_ks=hks, candidate_groups=groups,
+                                             validate=False)
             if pooled_as is not None:
                 add(d, pooled_as, ql, pooled_cl, pooled, pooled_ks, hks)
             for code, setting in per_lang:

@@ -360,3 +360,21 @@ def test_row_keys_carry_the_direction():
     assert row_keys(None, "b", direction=DIRECTIONS[2])["direction"] == "image→text"
     with pytest.raises(ConfigError, match="direction"):
         row_keys(None, "b", direction="audio→text")
+
+
+@pytest.mark.parametrize("k", [1, 4, 9, 30])
+def test_rerank_top_k_matches_reference_with_ties(k):
+    rng = np.random.default_rng(k)
+    scores = torch.from_numpy(rng.integers(0, 4, size=(20, 30)).astype(np.float32) / 4)  # many ties
+    ids = torch.from_numpy(rng.permutation(30) + 100)  # unsorted candidate ids
+    new_of = lambda qi, ci: ((qi.unsqueeze(1) * 31 + ci * 17) % 5).to(torch.float32)  # noqa: E731
+    calls = []
+    out = rerank_top_k(scores, torch.arange(20), ids, lambda qi, ci: calls.append(ci) or new_of(qi, ci), k)
+    for i in range(20):
+        s, idn = scores[i].numpy(), ids.numpy()
+        want = _reranked(s.astype(np.float64), idn, new_of(torch.tensor([i]), ids).numpy()[0].astype(np.float64), k)
+        order = np.lexsort((idn, -s))[:k]
+        assert calls[0][i].tolist() == idn[order].tolist()  # the top k, best first, ties by lower id
+        got = out[i].numpy()
+        # same ranking: equal pairwise order (ties included) as the reference
+        assert np.array_equal(np.sign(got[:, None] - got[None, :]), np.sign(want[:, None] - want[None, :]))
