@@ -1,6 +1,7 @@
 """hbkit.datasets.registry: profile source dicts -> loaders, with the arguments the kit passed before."""
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,18 @@ import pytest
 from hbkit.datasets import mlqa_r, mmarco, registry, squadshifts, xquad_r
 from hbkit.errors import ConfigError
 from hbkit.parallel import ParallelItem
+
+
+BUILTIN_TRAINING = {"mmarco": registry._mmarco, "file": registry._file, "squadshifts": registry._squadshifts}
+BUILTIN_BENCHMARKS = {"xquad-r": registry._xquad_r, "mlqa-r": registry._mlqa_r}
+AS_IMPORTED = (dict(registry.TRAINING), dict(registry.BENCHMARKS))
+
+
+@pytest.fixture(autouse=True)
+def builtin_only(monkeypatch):
+    """Each test sees the built-in kinds only (the kit registers more when it is imported)."""
+    monkeypatch.setattr(registry, "TRAINING", dict(BUILTIN_TRAINING))
+    monkeypatch.setattr(registry, "BENCHMARKS", dict(BUILTIN_BENCHMARKS))
 
 
 @pytest.fixture
@@ -29,8 +42,10 @@ def recorded(monkeypatch):
 
 
 def test_builtin_kinds():
-    assert sorted(registry.TRAINING) == ["file", "mmarco", "squadshifts"]
-    assert sorted(registry.BENCHMARKS) == ["mlqa-r", "xquad-r"]
+    # as imported (other kinds, such as the kit's "demo", may have been registered since)
+    assert {k: AS_IMPORTED[0][k] for k in BUILTIN_TRAINING} == BUILTIN_TRAINING
+    assert {k: AS_IMPORTED[1][k] for k in BUILTIN_BENCHMARKS} == BUILTIN_BENCHMARKS
+    assert "miracl" not in AS_IMPORTED[1]
 
 
 def test_training_kinds_pass_the_profile_entries(recorded, tmp_path, monkeypatch):
@@ -97,10 +112,11 @@ def test_unknown_kinds_and_bad_sources():
         registry.load_training({"kind": "mmarco", "max_groups": 10})
 
 
-def test_register_kinds_with_context(monkeypatch):
-    monkeypatch.setattr(registry, "TRAINING", dict(registry.TRAINING))
-    monkeypatch.setattr(registry, "BENCHMARKS", dict(registry.BENCHMARKS))
+def _module_level_loader(src, **context):
+    return "module level"
 
+
+def test_register_kinds_with_context():
     def demo(src, profile="?"):
         return ("train", profile, src["kind"])
 
@@ -114,6 +130,12 @@ def test_register_kinds_with_context(monkeypatch):
     registry.register_benchmark("demo", lambda src, profile: f"bench {profile}")
     assert registry.load_benchmark({"kind": "demo"}, profile="p") == "bench p"
     assert "demo" in registry.BENCHMARKS and "demo" in registry.TRAINING
+    # the same definition from a reloaded module replaces the old one without replace=True
+    registry.register_benchmark("mod", _module_level_loader)
+    twin = types.FunctionType(_module_level_loader.__code__, _module_level_loader.__globals__, "_module_level_loader")
+    twin.__qualname__ = _module_level_loader.__qualname__
+    registry.register_benchmark("mod", twin)
+    assert registry.BENCHMARKS["mod"] is twin
     with pytest.raises(ConfigError, match="must be callable"):
         registry.register_benchmark("x", "not a function")
     with pytest.raises(ConfigError, match="non-empty name"):

@@ -82,13 +82,21 @@ TRAINING: dict[str, Loader] = {"mmarco": _mmarco, "file": _file, "squadshifts": 
 BENCHMARKS: dict[str, Loader] = {"xquad-r": _xquad_r, "mlqa-r": _mlqa_r}
 
 
+def _same_definition(a: Loader, b: Loader) -> bool:
+    """The same function, or the same definition imported again (a reloaded module)."""
+    if a is b:
+        return True
+    key = lambda f: (getattr(f, "__module__", None), getattr(f, "__qualname__", None))  # noqa: E731
+    return key(a)[1] is not None and "<lambda>" not in key(a)[1] and "<locals>" not in key(a)[1] and key(a) == key(b)
+
+
 def _register(table: dict[str, Loader], what: str, kind: str, fn: Loader, replace: bool) -> None:
     if not isinstance(kind, str) or not kind.strip() or kind != kind.strip():
         raise ConfigError(f"A {what} kind must be a non-empty name without surrounding spaces, got {kind!r}.")
     if not callable(fn):
         raise ConfigError(f"The loader for {what} kind {kind!r} must be callable as fn(src, **context), got "
                           f"{type(fn).__name__}.")
-    if kind in table and table[kind] is not fn and not replace:
+    if kind in table and not replace and not _same_definition(table[kind], fn):
         raise ConfigError(f"The {what} kind {kind!r} is already registered (to {getattr(table[kind], '__name__', '?')}"
                           "). Pass replace=True to swap the loader, or choose another kind name.")
     table[kind] = fn
@@ -97,8 +105,8 @@ def _register(table: dict[str, Loader], what: str, kind: str, fn: Loader, replac
 def register_training(kind: str, fn: Loader, *, replace: bool = False) -> None:
     """Add a training/validation data kind: ``fn(src, **context)`` returns a ParallelDataset.
 
-    Registering the same function again is a no-op; another function for a taken kind
-    needs ``replace=True``.
+    Registering the same function again (or the same definition from a reloaded module)
+    replaces it silently; another function for a taken kind needs ``replace=True``.
     """
     _register(TRAINING, "training data", kind, fn, replace)
 
