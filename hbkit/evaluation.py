@@ -145,23 +145,24 @@ def _top_k_columns(scores: torch.Tensor, column_ids: torch.Tensor, k: int) -> tu
     """Column positions (b, k) of each row's k best scores, best first, ties broken by lower
     ``column_ids`` (at the cut-off too); and each row's highest score (b, 1)."""
     b, n = scores.shape
-    vals = torch.topk(scores, k, dim=1, sorted=False).values
-    row_max = vals.max(dim=1, keepdim=True).values
     if k < n:
-        kth = vals.min(dim=1, keepdim=True).values  # the k-th highest score (a tie may straddle the cut-off)
-        take = scores > kth
-        tied = scores == kth
-        need = k - take.sum(dim=1, keepdim=True)  # >= 1 of the tied columns, lowest ids first
-        if column_ids.numel() > 1 and bool((column_ids[1:] < column_ids[:-1]).any()):
+        vals, top = torch.topk(scores, k + 1, dim=1)  # sorted, descending
+        top = top[:, :k]
+        straddle = torch.nonzero(vals[:, k - 1] == vals[:, k]).flatten()  # a tie across the cut-off
+        if len(straddle):  # take the tied columns with the lowest ids
+            s = scores[straddle]
+            kth = vals[straddle, k - 1:k]
+            take = s > kth
+            tied = s == kth
+            need = k - take.sum(dim=1, keepdim=True)
             by_id = torch.argsort(column_ids)
-            first = torch.empty_like(tied).scatter_(1, by_id.expand(b, n),
+            first = torch.empty_like(tied).scatter_(1, by_id.expand(len(straddle), n),
                                                     tied[:, by_id].cumsum(1, dtype=torch.int32) <= need)
-        else:
-            first = tied.cumsum(1, dtype=torch.int32) <= need
-        take |= tied & first
-        top = take.nonzero()[:, 1].view(b, k)  # column order
+            top[straddle] = (take | (tied & first)).nonzero()[:, 1].view(-1, k)
+        row_max = vals[:, :1]
     else:
         top = torch.arange(n).expand(b, n)
+        row_max = scores.max(dim=1, keepdim=True).values
     # best first, ties by lower id: sort by id, then stably by score
     top = top.gather(1, torch.argsort(column_ids[top], dim=1))
     return top.gather(1, torch.sort(scores.gather(1, top), dim=1, descending=True, stable=True).indices), row_max
