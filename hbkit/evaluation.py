@@ -95,8 +95,9 @@ Rescorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _DIRECTION_OF = {(TEXT, TEXT): TEXT_TO_TEXT, (TEXT, IMAGE): TEXT_TO_IMAGE, (IMAGE, TEXT): IMAGE_TO_TEXT}
 _KEYS = ["model", "strategy", "seed", "benchmark", "direction", "setting"]
 
-__all__ = ["TEXT_TO_TEXT", "TEXT_TO_IMAGE", "IMAGE_TO_TEXT", "DIRECTIONS", "SETTINGS", "COLUMNS", "NO_LANGUAGE",
-           "ALL_LANGUAGES", "DEFAULT_RESCORE_K", "Rescorer", "evaluate_embeddings", "evaluate_model",
+__all__ = ["TEXT_TO_TEXT", "TEXT_TO_IMAGE", "IMAGE_TO_TEXT", "DIRECTIONS", "MONOLINGUAL", "CROSS_LINGUAL",
+           "MULTILINGUAL", "SETTINGS", "COLUMNS", "NO_LANGUAGE", "ALL_LANGUAGES", "DEFAULT_RESCORE_K",
+           "DEFAULT_KS_MONO", "DEFAULT_HIT_KS", "Rescorer", "evaluate_embeddings", "evaluate_model",
            "rerank_top_k", "per_query_language", "headline", "row_keys"]
 
 
@@ -359,7 +360,7 @@ def evaluate_embeddings(bench: RetrievalBenchmark, query_emb, cand_emb, *,
             block = q[rows_idx] @ blk.emb.T  # (b, n_b) first-stage scores
             rel = blk.rel[rows_idx]
             if rescore is None and groups is not None:
-                # one ranking pass: pooled metrics and, per candidate language, that language's
+                # one ranking pass: pooled metrics and the metrics within each candidate language
                 pooled, by_code = grouped_ranking_metrics(block, rel, groups, ks=pooled_ks, group_ks=kmono,
                                                           hit_ks=hks, chunk_size=None, validate=False)
                 per_res = {code: by_code[code] for code, _ in per_lang}
@@ -410,6 +411,10 @@ def _encode(model, items: Sequence, kind: str, batch_size: int, show: bool,
         return parts[0][1]
     mats = [(idx, torch.as_tensor(np.asarray(e) if not isinstance(e, torch.Tensor) else e).detach().cpu().float())
             for idx, e in parts]
+    for idx, m in mats:
+        if m.ndim != 2 or m.shape[0] != len(idx):
+            raise DataError(f"{type(model).__name__} returned embeddings of shape {tuple(m.shape)} for {len(idx)} "
+                            "items: one (d,) row per item expected.")
     dims = {m.shape[1] for _, m in mats}
     if len(dims) != 1:
         raise DataError(f"{type(model).__name__} embeds texts and images with different dimensions {sorted(dims)}: "
