@@ -11,6 +11,7 @@ The positive side is typed by modality: a passage text (``str``) or an
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Sequence, Union
 
@@ -117,7 +118,9 @@ class ParallelDataset:
         for it in items:
             if not isinstance(it, ParallelItem):
                 raise DataError(f"{name}: expected ParallelItem objects, got {type(it).__name__}.")
-            check_language(it.lang, where=f"dataset {name!r}, group {it.group!r}")
+            lang = check_language(it.lang, where=f"dataset {name!r}, group {it.group!r}")
+            if lang != it.lang:  # "EN", "eng" -> "en"
+                it = dataclasses.replace(it, lang=lang)
             self._check_item(it, name)
             modalities.add(it.modality)
             gi = group_index.get(it.group)

@@ -88,3 +88,9 @@ def test_benchmark_relevance_by_cross_lingual_id():
     assert sub.query_modalities == ["image", "text"] and sub.queries[-1].modality == "image"
     with pytest.raises(DataError, match="has no queries"):
         RetrievalBenchmark("b", [], cs)
+
+
+def test_language_codes_are_normalised_on_the_items():
+    ds = ParallelDataset([ParallelItem("g", "EN", "q", "p"), ParallelItem("g", "deu", "q de", "p de")], "codes")
+    assert ds.languages == ["de", "en"] and ds.item(0, "en").lang == "en"
+    assert ds.pair(PairRef(0, 0, "en", "de")).positive == "p de"

@@ -372,12 +372,12 @@ class DemoWorld:
 
     def lexicon(self, lang: str) -> dict[str, str]:
         """The toy lexicon of ``lang``: concept -> word (a copy)."""
-        check_language(lang, self.languages, where="this demo world")
+        lang = check_language(lang, self.languages, where="this demo world")
         return dict(self._lexicons[lang])
 
     def name(self, eid: str, lang: str) -> str:
         """Entity ``eid``'s name as written in ``lang``."""
-        check_language(lang, self.languages, where="this demo world")
+        lang = check_language(lang, self.languages, where="this demo world")
         return self._names[(lang, eid)]
 
     def example(self, eid: str | None = None, attribute: str | None = None) -> dict[str, tuple[str, str]]:
@@ -428,9 +428,8 @@ def _check_langs(codes: Iterable[str] | None, default: Sequence[str], what: str)
         return tuple(default)
     if isinstance(codes, str):
         raise ConfigError(f"{what} must be a list of language codes such as ['en', 'ru'], got the string {codes!r}.")
-    codes = tuple(codes)
+    codes = tuple(check_language(code, where=what) for code in codes)
     for code in codes:
-        check_language(code, where=what)
         if code not in _GRAMMARS:
             raise UnknownLanguageError(f"Language {code!r} is not available in the demo world ({what}). "
                                        f"Use some of: {', '.join(DEMO_LANGUAGES)}.")
