@@ -6,6 +6,7 @@ older than the notebooks in ``notebooks/`` (a stale replication).
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -42,6 +43,24 @@ def executed() -> dict[str, dict]:
 
 def _code_cells(nb: dict) -> list[dict]:
     return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=[p.stem for p in SOURCES])
+def test_sources_start_with_a_silent_install_cell_and_plain_parameters(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = _code_cells(nb)
+    install = "".join(code[0]["source"])
+    assert "pip install" in install and install.rstrip().endswith(";"), "the install cell must print nothing"
+    assert len(install.strip().splitlines()) == 2  # a comment and one line
+    params = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert len(params) == 1 and params[0] is code[1]
+    for line in "".join(params[0]["source"]).splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        assert line.count("=") == 1, f"papermill cannot parse {line!r}: one '=' per line, none in comments"
+        name, value = line.split("#")[0].split("=")
+        assert name.strip().isidentifier()
+        ast.literal_eval(value.strip())  # a plain literal
 
 
 def test_every_notebook_was_executed(executed):

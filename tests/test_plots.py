@@ -118,5 +118,8 @@ def test_training_curves_by_mode_splits_the_loss_per_batch_kind():
     np.testing.assert_allclose(lines["hybrid: X-Y batches"].get_ydata(), [3.0, 2.5])
     np.testing.assert_allclose(lines["hybrid: X-X batches"].get_xdata(), [20, 40])
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), [2.0])
+    star = fig.axes[1].collections[0]
+    np.testing.assert_allclose(star.get_offsets(), [[40, 2.0]])
+    assert star.get_label() == "lowest (step 40): the weights kept"
     single = plots.training_curves({"hybrid": log})
     assert [ln.get_label() for ln in single.axes[0].get_lines()] == ["hybrid"]

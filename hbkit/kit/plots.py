@@ -152,7 +152,8 @@ def training_curves(logs: dict[str, pd.DataFrame], title: str = "", out: str | P
     """Training loss (and validation loss where logged) against step; ``logs`` maps a label to a train_log frame.
 
     With ``by_mode``, the logged training losses are drawn per kind of batch (the ``mode`` column:
-    X-X or X-Y), so a hybrid run shows its two kinds of batch as two series.
+    X-X or X-Y), so a hybrid run shows its two kinds of batch as two series. A star marks each run's
+    lowest validation loss: the checkpoint the trainer keeps and exports.
     """
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for label, df in logs.items():
@@ -167,7 +168,11 @@ def training_curves(logs: dict[str, pd.DataFrame], title: str = "", out: str | P
                 axes[0].plot(t.step, t.loss, label=label)
         if "val_loss" in df:
             v = df.dropna(subset=["val_loss"])
-            axes[1].plot(v.step, v.val_loss, marker="o", label=label)
+            (line,) = axes[1].plot(v.step, v.val_loss, marker="o", label=label)
+            if len(v):
+                best = v.loc[v.val_loss.idxmin()]
+                axes[1].scatter([best.step], [best.val_loss], marker="*", s=160, zorder=4, color=line.get_color(),
+                                edgecolor="black", label=f"lowest (step {int(best.step)}): the weights kept")
     axes[0].set_title("training loss")
     axes[1].set_title("validation loss")
     for ax in axes:
@@ -232,7 +237,7 @@ def answer_ranks(ranks: pd.DataFrame, title: str = "", out: str | Path | None = 
     """
     labels = list(dict.fromkeys(ranks["strategy"]))
     langs = _order(ranks["answer language"], [])
-    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * len(langs) + 1.4 * len(labels), 3.4))
+    fig, ax = plt.subplots(figsize=(2.2 + 0.75 * len(langs) + 0.6 * len(labels), 3.9))
     width = 0.6 / max(1, len(labels))
     for j, label in enumerate(labels):
         d = ranks[ranks["strategy"] == label].set_index("answer language")["rank"].reindex(langs)
@@ -240,24 +245,25 @@ def answer_ranks(ranks: pd.DataFrame, title: str = "", out: str | Path | None = 
         color = COLORS.get(label, plt.get_cmap("tab10")(j % 10))
         dist = int(d.max() - d.min())
         ax.scatter(x, d.to_numpy(), color=color, zorder=3, label=f"{label}: rank distance {dist}")
-        xr = len(langs) - 0.4 + 0.25 * j
+        xr = len(langs) + 0.35 * (j - (len(labels) - 1) / 2)
         ax.vlines(xr, d.min(), d.max(), color=color, lw=3)
-        ax.text(xr + 0.08, np.sqrt(d.min() * d.max()), str(dist), color=color, va="center", fontsize=8)
+        ax.text(xr, d.min() / 1.15, str(dist), color=color, ha="center", va="bottom", fontsize=8)
     n = ranks.attrs.get("n_candidates")
     worst = max(int(ranks["rank"].max()), int(n or 0))
     ax.set_yscale("log")
     ax.set_ylim(worst * 1.3, 0.8)  # rank 1 at the top; the bottom is the pool's size when known
-    ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000) if t <= worst]
+    ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
+             if t <= worst / 1.5] + [worst]
     ax.set_yticks(ticks, [f"{t:,}" for t in ticks])
     ax.yaxis.set_minor_locator(plt.NullLocator())
     ax.set_ylabel("rank in the pooled candidates" + (f"\n(1 = best of {n:,})" if n else " (1 = best)"))
-    ax.set_xticks(np.arange(len(langs)), langs)
+    ax.set_xticks(np.arange(len(langs) + 1), [*langs, "rank\ndistance"])
     ax.set_xlabel("language of the correct answer")
-    ax.set_xlim(-0.6, len(langs) + 0.3 + 0.25 * len(labels))
+    ax.set_xlim(-0.6, len(langs) + 0.6)
     q = ranks.attrs.get("query")
     ax.set_title(title or (f"Ranks of one query's correct answers ({ranks.attrs.get('query_lang')}: {q})" if q
                            else "Ranks of one query's correct answers"), fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=len(labels), frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.36), ncol=len(labels), frameon=False)
     fig.tight_layout()
     return _save(fig, out)
 
