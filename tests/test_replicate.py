@@ -20,6 +20,9 @@ def test_progress_line_estimates_from_the_mean_time_of_each_kind():
     # two 02_train at 45 s, one 03_evaluate at the mean of all three (~33 s)
     assert rep.estimate_left(done, ["02_train", "02_train", "03_evaluate"]) == pytest.approx(90 + 100 / 3)
     assert rep.estimate_left({}, ["02_train"]) is None
+    assert rep.estimate_left({"01_batches": [10.0]}, ["02_train", "05_report"]) is None  # nothing to go by yet
+    assert rep.progress_line(1, 9, "01_batches", 10, {"01_batches": [10.0]}, ["02_train"] * 8) == \
+        "[1/9] 01_batches  10 s  (8 left)"
     line = rep.progress_line(3, 9, "02_train X-Y seed0", 41.2, done, ["02_train"] * 5 + ["03_evaluate"])
     assert line == "[3/9] 02_train X-Y seed0  41 s  (6 left, ~4 min)"
     assert rep.progress_line(9, 9, "05_report", 7, done, []) == "[9/9] 05_report  7 s  (done)"

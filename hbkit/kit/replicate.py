@@ -195,9 +195,9 @@ def format_seconds(seconds: float) -> str:
 
 def estimate_left(done: dict[str, list[float]], left: list[str]) -> float | None:
     """Seconds the notebook kinds in ``left`` may take: each at the mean time of its kind so far,
-    a kind not yet run at the mean of all; None before anything ran."""
+    a kind not yet run at the mean of all; None while no kind in ``left`` has run yet."""
     times = [t for ts in done.values() for t in ts]
-    if not times:
+    if not any(done.get(k) for k in left):
         return None
     overall = sum(times) / len(times)
     return sum(sum(done[k]) / len(done[k]) if done.get(k) else overall for k in left)
@@ -220,7 +220,8 @@ def progress_line(i: int, n: int, label: str, elapsed: float, done: dict[str, li
     head = f"[{i}/{n}] {label}  {format_seconds(elapsed)}"
     if not left:
         return f"{head}  (done)"
-    return f"{head}  ({len(left)} left, {format_eta(estimate_left(done, left))})"
+    eta = estimate_left(done, left)
+    return f"{head}  ({len(left)} left" + (f", {format_eta(eta)})" if eta is not None else ")")
 
 
 def replicate(profile: str, output_dir: str, fresh: bool = False) -> Path:
