@@ -60,8 +60,10 @@ from hbkit.parallel import PairRef, ParallelDataset
 XX = "X-X"
 XY = "X-Y"
 HYBRID = "hybrid"
-STRATEGIES = (XX, XY, HYBRID)
-_ALIASES = {"x-x": XX, "xx": XX, "x_x": XX, "x-y": XY, "xy": XY, "x_y": XY, "hybrid": HYBRID}
+ONE_TO_K = "1-to-K"
+STRATEGIES = (XX, XY, HYBRID, ONE_TO_K)
+_ALIASES = {"x-x": XX, "xx": XX, "x_x": XX, "x-y": XY, "xy": XY, "x_y": XY, "hybrid": HYBRID,
+            "1-to-k": ONE_TO_K, "1tok": ONE_TO_K, "one-to-k": ONE_TO_K}
 _STATE_VERSION = 1
 
 
@@ -138,7 +140,7 @@ class _EpochPlan:
         self.xx_lang = rng.integers(0, nlangs[order])
         self.perms = [rng.permutation(s.n) for s in srcs]
         self.used = [np.zeros(s.n, dtype=bool) for s in srcs]
-        self.ptr = [np.zeros(len(s.langs) + 1, dtype=np.int64) for s in srcs]
+        self.ptr = [np.zeros(len(s.eligible), dtype=np.int64) for s in srcs]
         self.next_index = 0
 
     def __len__(self) -> int:
@@ -149,7 +151,7 @@ class _EpochPlan:
         i = self.next_index
         d = int(self.order[i])
         src = self.sampler._sources[d]
-        cls = int(self.xx_lang[i]) if self.is_xx[i] else src.xy_class
+        cls = self.sampler._batch_class(src, bool(self.is_xx[i]), int(self.xx_lang[i]))
         rng = np.random.default_rng(np.random.SeedSequence(self.entropy, spawn_key=(i,)))
         groups = self._take_groups(src, cls, rng)
         self.next_index = i + 1
@@ -158,7 +160,7 @@ class _EpochPlan:
         return self._build(i, src, cls, groups, rng)
 
     def _take_groups(self, src: _Source, cls: int, rng: np.random.Generator) -> np.ndarray:
-        bsz = self.sampler.batch_size
+        bsz = self.sampler.groups_per_batch
         perm, used, elig = self.perms[src.index], self.used[src.index], src.eligible[cls]
         ptr = int(self.ptr[src.index][cls])
         need, parts, width = bsz, [], max(4 * bsz, 64)
@@ -184,6 +186,16 @@ class _EpochPlan:
 
     def _build(self, i: int, src: _Source, cls: int, groups: np.ndarray, rng: np.random.Generator) -> Batch:
         s = self.sampler
+        refs, mode, batch_lang = s._pairs(src, cls, groups, rng)
+        if src.multi:
+            refs = self._pick_items(src, refs, rng)
+        per = s.batch_size // s.world_size
+        mine = tuple(refs[s.rank * per:(s.rank + 1) * per])
+        return Batch(mine, mode, src.index, self.epoch * len(self) + i, self.epoch, batch_lang)
+
+    @staticmethod
+    def _xx_xy_pairs(src: _Source, cls: int, groups: np.ndarray,
+                     rng: np.random.Generator) -> tuple[list[PairRef], str, str | None]:
         d = src.index
         gl = src.group_langs
         if cls < src.xy_class:
@@ -203,11 +215,7 @@ class _EpochPlan:
                 pi += pi >= qi
                 refs = [PairRef(d, int(g), gl[g][q], gl[g][p]) for g, q, p in zip(groups, qi, pi)]
             mode, batch_lang = XY, None
-        if src.multi:
-            refs = self._pick_items(src, refs, rng)
-        per = s.batch_size // s.world_size
-        mine = tuple(refs[s.rank * per:(s.rank + 1) * per])
-        return Batch(mine, mode, d, self.epoch * len(self) + i, self.epoch, batch_lang)
+        return refs, mode, batch_lang
 
 
     @staticmethod
@@ -276,13 +284,32 @@ class HybridBatchSampler:
         self.datasets = datasets
         self._sources = [_Source(i, ds, langs) for i, (ds, langs) in
                          enumerate(zip(datasets, self._training_languages(datasets, languages)))]
+        self._setup()
         self._validate_sizes()
-        b = self.batch_size
+        b = self.groups_per_batch
         self._batches_per_dataset = [s.usable // b if self.drop_last else -(-s.usable // b) for s in self._sources]
         self.epoch = 0
         self.batches_done_in_epoch = 0
         self._plan: _EpochPlan | None = None
         self._token = 0
+
+    # -- hooks for other batch regimes (see hbkit.one_to_k) ----------------------------
+    def _setup(self) -> None:
+        """Called once the per-dataset sources exist (subclasses add eligibility rows here)."""
+
+    @property
+    def groups_per_batch(self) -> int:
+        """Distinct groups per global batch (``batch_size`` here; fewer when a group brings several pairs)."""
+        return self.batch_size
+
+    def _batch_class(self, src: _Source, is_xx: bool, xx_lang: int) -> int:
+        """The eligibility class of a batch: its X-X language, or the X-Y class."""
+        return xx_lang if is_xx else src.xy_class
+
+    def _pairs(self, src: _Source, cls: int, groups: np.ndarray,
+               rng: np.random.Generator) -> tuple[list[PairRef], str, str | None]:
+        """The batch's pairs, its mode and its single language (None unless X-X)."""
+        return _EpochPlan._xx_xy_pairs(src, cls, groups, rng)
 
     @staticmethod
     def _training_languages(datasets: list[ParallelDataset], languages: Sequence[str] | None) -> list[list[str]]:
@@ -467,7 +494,7 @@ def XYBatchSampler(datasets: Sequence[ParallelDataset] | ParallelDataset, batch_
 
 def make_sampler(strategy: str, datasets: Sequence[ParallelDataset] | ParallelDataset, batch_size: int,
                  alpha: float | None = None, **kw: Any) -> HybridBatchSampler:
-    """Build the sampler for ``strategy`` ("X-X", "X-Y" or "hybrid"; also "xx", "xy", any case).
+    """Build the sampler for ``strategy`` ("X-X", "X-Y", "hybrid" or "1-to-K"; also "xx", "xy", any case).
 
     ``alpha`` applies to "hybrid" (default 0.5); X-X and X-Y fix it to 1 and 0.
     """
@@ -478,6 +505,12 @@ def make_sampler(strategy: str, datasets: Sequence[ParallelDataset] | ParallelDa
                           "(aliases: xx, xy).")
     if name == HYBRID:
         return HybridBatchSampler(datasets, batch_size, 0.5 if alpha is None else alpha, **kw)
+    if name == ONE_TO_K:
+        from hbkit.one_to_k import OneToKBatchSampler
+
+        if alpha is not None:
+            raise ConfigError("Strategy 1-to-K has no alpha (every batch is 1-to-K); drop alpha.")
+        return OneToKBatchSampler(datasets, batch_size, **kw)
     fixed = 1.0 if name == XX else 0.0
     if alpha is not None and alpha != fixed:
         raise ConfigError(f"Strategy {name} fixes alpha to {fixed:g}, got alpha={alpha!r}; "
