@@ -18,7 +18,20 @@ xquad-r       :func:`~hbkit.datasets.xquad_r.load_xquad_r` from ``path``, else
               ``$HBKIT_DATA/xquad-r``, else the verified download (``languages=``)
 mlqa-r        :func:`~hbkit.datasets.mlqa_r.load_mlqa_r` from ``path``, else
               ``$HBKIT_DATA/MLQA_V1``, else downloaded (``languages=``)
+multi30k      training: :func:`~hbkit.datasets.multi30k.load_multi30k`, benchmark:
+              :func:`~hbkit.datasets.multi30k.load_multi30k_benchmark` ``(path, split=, languages=,
+              images=, task=1, max_images=, verify_images=)``; ``split`` defaults to ``train``
+              (training) and ``test_2016_flickr`` (benchmark)
+xtd10         benchmark: :func:`~hbkit.datasets.xtd10.load_xtd10` ``(path, languages=, images=,
+              max_images=, verify_images=)``
+xflickrco     benchmark: :func:`~hbkit.datasets.xflickrco.load_xflickrco` (as xtd10)
+xm3600        benchmark: :func:`~hbkit.datasets.xm3600.load_xm3600` (as xtd10, and
+              ``first_caption_only=``)
 ============  ===============================================================================
+
+For the image–caption kinds ``path`` (captions) defaults to ``$HBKIT_DATA/<kind>`` or a
+download, and ``images`` (a folder or a list of folders; ``$VARS`` expanded) to the dataset's
+``$HBKIT_DATA`` image folder (:mod:`hbkit.datasets.images`).
 
 More kinds are added with :func:`register_training` / :func:`register_benchmark`.
 """
@@ -76,10 +89,59 @@ def _mlqa_r(src: Mapping[str, Any], **_context: Any):
     return load_mlqa_r(root, languages=src.get("languages"), download=root is None)
 
 
+def _path(value: Any) -> Any:
+    """``$VARS`` expanded in a path or in each path of a list; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [os.path.expandvars(os.fspath(v)) for v in value]
+    return os.path.expandvars(os.fspath(value))
+
+
+def _image_args(src: Mapping[str, Any]) -> dict[str, Any]:
+    return {"languages": src.get("languages"), "images": _path(src.get("images")),
+            "max_images": src.get("max_images"), "verify_images": bool(src.get("verify_images", False))}
+
+
+def _multi30k_training(src: Mapping[str, Any], **_context: Any):
+    from hbkit.datasets.multi30k import load_multi30k
+
+    return load_multi30k(_path(src.get("path")), src.get("split", "train"), task=src.get("task", 1),
+                         **_image_args(src))
+
+
+def _multi30k_benchmark(src: Mapping[str, Any], **_context: Any):
+    from hbkit.datasets.multi30k import load_multi30k_benchmark
+
+    return load_multi30k_benchmark(_path(src.get("path")), src.get("split", "test_2016_flickr"),
+                                   task=src.get("task", 1), **_image_args(src))
+
+
+def _xtd10(src: Mapping[str, Any], **_context: Any):
+    from hbkit.datasets.xtd10 import load_xtd10
+
+    return load_xtd10(_path(src.get("path")), **_image_args(src))
+
+
+def _xflickrco(src: Mapping[str, Any], **_context: Any):
+    from hbkit.datasets.xflickrco import load_xflickrco
+
+    return load_xflickrco(_path(src.get("path")), **_image_args(src))
+
+
+def _xm3600(src: Mapping[str, Any], **_context: Any):
+    from hbkit.datasets.xm3600 import load_xm3600
+
+    return load_xm3600(_path(src.get("path")), first_caption_only=bool(src.get("first_caption_only", False)),
+                       **_image_args(src))
+
+
 #: Training and validation data kinds -> loader(src, **context) returning a ParallelDataset.
-TRAINING: dict[str, Loader] = {"mmarco": _mmarco, "file": _file, "squadshifts": _squadshifts}
+TRAINING: dict[str, Loader] = {"mmarco": _mmarco, "file": _file, "squadshifts": _squadshifts,
+                               "multi30k": _multi30k_training}
 #: Benchmark kinds -> loader(src, **context) returning a RetrievalBenchmark.
-BENCHMARKS: dict[str, Loader] = {"xquad-r": _xquad_r, "mlqa-r": _mlqa_r}
+BENCHMARKS: dict[str, Loader] = {"xquad-r": _xquad_r, "mlqa-r": _mlqa_r, "multi30k": _multi30k_benchmark,
+                                 "xtd10": _xtd10, "xflickrco": _xflickrco, "xm3600": _xm3600}
 
 
 def _same_definition(a: Loader, b: Loader) -> bool:
