@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from hbkit.benchmark import RetrievalBenchmark
-from hbkit.datasets import registry
+from hbkit.datasets import registry, xm3600
 from hbkit.datasets.images import (ImageCaptionSet, ImageFolder, check_overlap, coco_split, extract_tar, image_key,
                                    image_keys, verify_images)
 from hbkit.datasets.multi30k import download_multi30k, load_multi30k, load_multi30k_benchmark, read_multi30k
@@ -249,7 +249,8 @@ def test_multi30k_mscoco_split_finds_coco_images_by_id(m30k, tmp_path_factory):
                               rename=lambda n: f"{'train' if 'train' in n else 'val'}2017/{n.split('#')[0][-16:]}")
     s = read_multi30k(m30k, "test_2017_mscoco", images=coco, verify_images=True)
     assert len(s.ids) == 461 and s.languages == ["de", "en", "fr"] and s.num_captions() == 3 * 461
-    assert s.ids[0] == "COCO_train2014_000000117071.jpg" and Path(s.images[0].key) == coco / "train2017/000000117071.jpg"
+    assert s.ids[0] == "COCO_train2014_000000117071.jpg"
+    assert Path(s.images[0].key) == coco / "train2017/000000117071.jpg"
     with pytest.raises(UnknownLanguageError, match=r"'cs' \(Czech\) is not available there. Use one of: de, en, fr"):
         read_multi30k(m30k, "test_2017_mscoco", languages=["cs"], images=coco)
 
@@ -263,6 +264,8 @@ def test_multi30k_bad_input(m30k, tmp_path, tmp_path_factory):
         read_multi30k(m30k, "val", languages=["cz"])
     with pytest.raises(DataError, match="No Multi30K task 1 files under"):
         read_multi30k(tmp_path, "val")
+    with pytest.raises(DataError, match=r"Multi30K val: its images cannot be downloaded automatically. Flickr30K"):
+        read_multi30k(m30k, "val", images="download")
     # images missing: the count, the first names, where to get them
     with pytest.raises(DataError, match=r"multi30k-val: 1014 of its 1014 images are missing from .*'1018148011\.jpg'.*"
                                         r"Flickr30K images are distributed on request"):
@@ -275,8 +278,8 @@ def test_multi30k_bad_input(m30k, tmp_path, tmp_path_factory):
     lines = _lines(m30k / "task1/raw/test_2016_flickr.en.gz")
     (copy / "raw" / "test_2016_flickr.en").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
     images = placeholder_images(tmp_path_factory, "flickr-test2016", _split_names(m30k, "test_2016_flickr"))
-    with pytest.raises(DataError, match=r"test_2016_flickr\.en has 999 lines but its image list .*test_2016_flickr\.txt "
-                                        r"has 1000: line i"):
+    with pytest.raises(DataError, match=r"test_2016_flickr\.en has 999 lines but its image list "
+                                        r".*test_2016_flickr\.txt has 1000: line i"):
         read_multi30k(copy.parent, "test_2016_flickr", languages=["en"], images=images)
     lines[4] = "  "
     (copy / "raw" / "test_2016_flickr.en").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -328,7 +331,8 @@ def test_xtd10_real_captions(shared_data, tmp_path_factory):
     assert s.languages == ["de", "en", "es", "fr", "it", "ja", "ko", "pl", "ru", "tr", "zh"]
     assert all(s.num_captions(lang) == 1000 for lang in s.languages)
     assert s.captions["ja"][0] == ("黒いユニフォームのランナーがホームに帰ってきた",)  # STAIR/test_1kcaptions_jp.txt
-    assert s.captions["de"][1] == ("Eine Katze spielt mit seinen Pfoten an einer Computer-Maus auf einem Schreibtisch .",)
+    cat = "Eine Katze spielt mit seinen Pfoten an einer Computer-Maus auf einem Schreibtisch ."
+    assert s.captions["de"][1] == (cat,)
     es = _lines(xtd / "XTD10/test_1kcaptions_es.txt")  # CRLF, no final newline
     assert s.captions["es"][999] == (es[999].strip(),) and not any("\r" in c[0] for c in s.captions["es"])
     assert sum(coco_split(n) == "train2014" for n in s.ids) == 800
@@ -363,7 +367,8 @@ def test_xtd10_from_hbkit_data_folders(shared_data, tmp_path, tmp_path_factory, 
     (tmp_path / "coco").symlink_to(images)
     monkeypatch.setenv("HBKIT_DATA", str(tmp_path))
     bench = load_xtd10(languages=["tr"], max_images=5)
-    assert len(bench.queries) == 10 and bench.queries[5].text == _lines(shared_data / "xtd10/XTD10/test_1kcaptions_tr.txt")[0].strip()
+    tr = _lines(shared_data / "xtd10/XTD10/test_1kcaptions_tr.txt")
+    assert len(bench.queries) == 10 and bench.queries[5].text == tr[0].strip()
     (tmp_path / "coco").unlink()
     with pytest.raises(DataError, match=r"XTD10 needs its images: pass images=<folder> \(or put them in "
                                         r"\$HBKIT_DATA/coco\)"):
@@ -375,9 +380,11 @@ def test_xtd10_from_hbkit_data_folders(shared_data, tmp_path, tmp_path_factory, 
 def test_downloads_are_checksummed(shared_data, tmp_path):
     folder = download_xtd10(tmp_path / "cache", languages=["ja", "en"], base_url=(shared_data / "xtd10").as_uri())
     assert folder == tmp_path / "cache" / "xtd10"
-    assert (folder / "STAIR/test_1kcaptions_jp.txt").read_bytes() == (shared_data / "xtd10/STAIR/test_1kcaptions_jp.txt").read_bytes()
+    jp = "STAIR/test_1kcaptions_jp.txt"
+    assert (folder / jp).read_bytes() == (shared_data / "xtd10" / jp).read_bytes()
     assert not (folder / "MIC").exists()
-    m = download_multi30k(1, ["test_2016_flickr"], ["de"], tmp_path / "cache", base_url=(shared_data / "multi30k").as_uri())
+    m = download_multi30k(1, ["test_2016_flickr"], ["de"], tmp_path / "cache",
+                          base_url=(shared_data / "multi30k").as_uri())
     assert sorted(p.relative_to(m).as_posix() for p in m.rglob("*") if p.is_file()) == [
         "task1/image_splits/test_2016_flickr.txt", "task1/raw/test_2016_flickr.de.gz"]
     # a mirror serving other bytes is refused
@@ -396,7 +403,8 @@ def _write_xflickrco(root: Path) -> None:
                {"sentences": ["A dog runs on grass.", "A terrier on a lawn."], "id": "1009434119",
                 "img_path": "1009434119.jpg"},
                {"sentences": ["A man on a moped."], "id": 391895, "img_path": "COCO_val2014_000000391895.jpg"}],
-        "de": [{"sentences": ["Der Mann trägt eine orange Wollmütze."], "id": "1007129816", "img_path": "1007129816.jpg"},
+        "de": [{"sentences": ["Der Mann trägt eine orange Wollmütze."], "id": "1007129816",
+                "img_path": "1007129816.jpg"},
                {"sentences": ["Ein Mann auf einem Moped."], "id": 391895, "img_path": "COCO_val2014_000000391895.jpg"}],
         "ja": [{"sentences": ["オレンジ色の帽子の男性。"], "id": "1007129816", "img_path": "1007129816.jpg"}],
     }
@@ -504,7 +512,7 @@ def test_xm3600_bad_lines(tmp_path):
         read_xm3600(root, languages=["en"])
 
 
-def test_extract_tar_and_xm3600_download_from_local_archives(tmp_path):
+def test_extract_tar_and_xm3600_download_from_local_archives(tmp_path, monkeypatch):
     src = _write_xm3600(tmp_path / "src")
     with zipfile.ZipFile(tmp_path / "captions.zip", "w") as zf:
         zf.write(src / "captions.jsonl", "captions.jsonl")
@@ -518,6 +526,11 @@ def test_extract_tar_and_xm3600_download_from_local_archives(tmp_path):
     s = read_xm3600(folder, languages=["de"])  # captions/captions.jsonl, images/ beside it
     assert Path(s.images[0].key) == folder / "images" / "000411001ff7dd4f.jpg"
     assert extract_tar(tmp_path / "images.tgz", folder / "images") == folder / "images"  # already done: no-op
+    # images="download" fetches images.tgz into the cache
+    monkeypatch.setenv("HBKIT_CACHE", str(tmp_path / "cache3"))
+    monkeypatch.setattr(xm3600, "XM3600_IMAGES_URL", (tmp_path / "images.tgz").as_uri())
+    s = read_xm3600(src / "captions.jsonl", languages=["en"], images="download")
+    assert Path(s.images[1].key) == tmp_path / "cache3" / "xm3600" / "images" / "0005bde3a28d9f39.jpg"
     with tarfile.open(tmp_path / "evil.tar", "w") as tf:
         info = tarfile.TarInfo("../escape.jpg")
         info.size = len(JPEG)

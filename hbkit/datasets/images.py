@@ -40,7 +40,7 @@ import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
 from hbkit.datasets.lines import brief, check_count
@@ -49,7 +49,7 @@ from hbkit.languages import check_languages
 from hbkit.parallel import IMAGE, ImageRef, ParallelDataset, ParallelItem
 
 __all__ = ["IMAGE_SUFFIXES", "COCO_HOW_TO_GET", "FLICKR30K_HOW_TO_GET", "COCO_IMAGES_URL", "image_key", "coco_split",
-           "image_keys", "ImageFolder", "image_folder", "verify_images", "check_overlap", "ImageCaptionSet",
+           "image_keys", "ImageFolder", "DOWNLOAD", "image_folder", "verify_images", "check_overlap", "ImageCaptionSet",
            "extract_tar", "download_coco_images"]
 
 #: File extensions recognised as images (compared in lower case).
@@ -215,15 +215,27 @@ class ImageFolder:
         return found  # type: ignore[return-value]
 
 
+#: ``images="download"``: fetch the dataset's downloadable images into the cache.
+DOWNLOAD = "download"
+
+
 def image_folder(images: str | os.PathLike | Sequence[str | os.PathLike] | ImageFolder | None,
-                 defaults: Sequence[str], *, dataset: str, how_to_get: str) -> ImageFolder:
+                 defaults: Sequence[str], *, dataset: str, how_to_get: str,
+                 download: Callable[[], str | os.PathLike | Sequence[str | os.PathLike]] | None = None) -> ImageFolder:
     """The :class:`ImageFolder` for a loader's ``images=`` argument.
 
     ``images`` is a folder, a list of folders, or an ImageFolder; when None, the folders
-    ``$HBKIT_DATA/<d>`` of ``defaults`` that exist are used (a DataError names them when none does).
+    ``$HBKIT_DATA/<d>`` of ``defaults`` that exist are used (a DataError names them when none does);
+    ``"download"`` calls ``download()`` (the folders it returns are used), a DataError when the
+    dataset's images cannot be downloaded.
     """
     if isinstance(images, ImageFolder):
         return images
+    if isinstance(images, str) and images == DOWNLOAD:
+        if download is None:
+            raise DataError(f"{dataset}: its images cannot be downloaded automatically. {how_to_get}; pass the folder "
+                            "as images=.")
+        images = download()
     if images is None:
         from hbkit.datasets.sources import local_dir
 
@@ -239,8 +251,8 @@ def verify_images(paths: Iterable[str | os.PathLike | ImageRef], *, dataset: str
     """Open every image with PIL and run ``Image.verify()``; returns the number checked.
 
     A file PIL cannot read (corrupt, truncated header, not an image) is a :class:`DataError`
-    naming it. ``verify()`` checks the header and structure without decoding all pixels
-    (about a millisecond per image).
+    naming it. ``verify()`` reads the header and checks what the format allows without
+    decoding the pixels, so it is cheap but does not catch every truncated file.
     """
     from PIL import Image
 

@@ -30,7 +30,8 @@ translations of each other.
 The caption files are downloaded (pinned commit, SHA-256 checked) when no ``root`` is given
 and ``$HBKIT_DATA/multi30k`` does not exist. Images come from a local folder
 (``images=``, default ``$HBKIT_DATA/flickr30k-images``; ``$HBKIT_DATA/coco`` for
-``test_2017_mscoco``): Flickr30K is distributed on request, see :data:`FLICKR30K_HOW_TO_GET`.
+``test_2017_mscoco``, where ``images="download"`` fetches COCO train2014 and val2014): Flickr30K
+is distributed on request, see :data:`~hbkit.datasets.images.FLICKR30K_HOW_TO_GET`.
 Group ids and ``xid`` are the image names as listed (``1000092795.jpg``).
 """
 from __future__ import annotations
@@ -177,6 +178,13 @@ def _task_dir(root: Path, task: int) -> Path:
                     f"task{task}/image_splits/ (the data/ folder of the repository). {_HOW_TO_GET}.")
 
 
+def _download_coco() -> Path:
+    from hbkit.datasets.images import download_coco_images
+
+    download_coco_images("train2014")
+    return download_coco_images("val2014")
+
+
 def _lines(path: Path) -> list[str]:
     return [text.strip() for _, text in local_lines(path)]
 
@@ -263,7 +271,8 @@ def read_multi30k(path: str | os.PathLike | None = None, split: str = "train", *
         ids, files, captions = list(order), first_files, merged
     coco = split == "test_2017_mscoco"
     folder = image_folder(images, ["coco"] if coco else ["flickr30k-images"], dataset=f"Multi30K {split}",
-                          how_to_get=COCO_HOW_TO_GET if coco else FLICKR30K_HOW_TO_GET)
+                          how_to_get=COCO_HOW_TO_GET if coco else FLICKR30K_HOW_TO_GET,
+                          download=_download_coco if coco else None)
     name = f"multi30k-{split}" if task == 1 else f"multi30k-task2-{split}"
     return build_set(name, ids, files, captions, folder, max_images=max_images, verify=verify_images)
 

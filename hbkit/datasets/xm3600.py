@@ -24,7 +24,8 @@ which was used.
 the content is checked: every line must parse and name an image). Images: ``images=``, default
 an ``images/`` folder next to ``captions.jsonl`` or next to its folder, ``$HBKIT_DATA/xm3600/images``
 or ``$HBKIT_DATA/xm3600-images``;
-:func:`download_xm3600` with ``images=True`` fetches and unpacks ``images.tgz``.
+:func:`download_xm3600` with ``images=True`` (or ``images="download"``) fetches and unpacks
+``images.tgz``.
 Group ids and ``xid`` are the image keys.
 """
 from __future__ import annotations
@@ -58,9 +59,9 @@ _IMAGES_HOW_TO_GET = (f"The images are {XM3600_IMAGES_URL} (<image/key>.jpg; "
 _ROW = '{"image/key": "...", "<lang>": {"caption": ["...", ...]}, ...}'
 
 
-def download_xm3600(dest: str | os.PathLike | None = None, *, images: bool = False,
+def download_xm3600(dest: str | os.PathLike | None = None, *, captions: bool = True, images: bool = False,
                     captions_url: str | None = None, images_url: str | None = None) -> Path:
-    """Download and unpack ``captions.zip`` (and with ``images=True`` ``images.tgz``) into ``<dest>/xm3600``.
+    """Download and unpack ``captions.zip`` and/or (``images=True``) ``images.tgz`` into ``<dest>/xm3600``.
 
     Returns that folder: ``captions/captions.jsonl`` and ``images/``. Cached: a finished
     download or extraction is not repeated. ``dest`` defaults to the download cache.
@@ -68,8 +69,9 @@ def download_xm3600(dest: str | os.PathLike | None = None, *, images: bool = Fal
     from hbkit.datasets.download import default_cache_dir, download, extract_zip
 
     folder = (Path(dest).expanduser() if dest is not None else default_cache_dir()) / "xm3600"
-    archive = download(captions_url or XM3600_CAPTIONS_URL, folder / "archives", filename="captions.zip")
-    extract_zip(archive, folder / "captions")
+    if captions:
+        archive = download(captions_url or XM3600_CAPTIONS_URL, folder / "archives", filename="captions.zip")
+        extract_zip(archive, folder / "captions")
     if images:
         tgz = download(images_url or XM3600_IMAGES_URL, folder / "archives", filename="images.tgz")
         extract_tar(tgz, folder / "images")
@@ -150,8 +152,8 @@ def read_xm3600(path: str | os.PathLike | None = None, *, languages: Sequence[st
                                    f"{sorted(k for k in present if k in XM3600_LANGUAGES)}.")
     if images is None:  # next to captions.jsonl, or beside the captions/ folder download_xm3600 makes
         images = next((d for d in (file.parent / "images", file.parent.parent / "images") if d.is_dir()), None)
-    folder = image_folder(images, ["xm3600/images", "xm3600-images"], dataset="XM3600",
-                          how_to_get=_IMAGES_HOW_TO_GET)
+    folder = image_folder(images, ["xm3600/images", "xm3600-images"], dataset="XM3600", how_to_get=_IMAGES_HOW_TO_GET,
+                          download=lambda: download_xm3600(captions=False, images=True) / "images")
     name = "xm3600-first" if first_caption_only else "xm3600"
     return build_set(name, ids, [f"{k}.jpg" for k in ids], captions, folder, max_images=max_images,
                      verify=verify_images)

@@ -16,7 +16,8 @@ them apart): a model trained on COCO train has seen most XTD10 images, which
 
 The caption files are downloaded (pinned commit, SHA-256 checked) when no ``root`` is given
 and ``$HBKIT_DATA/xtd10`` does not exist. Images: a COCO folder (``images=``, default
-``$HBKIT_DATA/coco``), with both train2014 and val2014 images. Group ids and ``xid`` are the
+``$HBKIT_DATA/coco``), with both train2014 and val2014 images; ``images="download"`` fetches
+both archives (19 GB) into the cache. Group ids and ``xid`` are the
 image names as listed.
 """
 from __future__ import annotations
@@ -81,6 +82,13 @@ def download_xtd10(dest: str | os.PathLike | None = None, languages: Sequence[st
     return folder
 
 
+def _download_coco() -> Path:
+    from hbkit.datasets.images import download_coco_images
+
+    download_coco_images("train2014")
+    return download_coco_images("val2014")
+
+
 def _root(path: str | os.PathLike | None, langs: Sequence[str]) -> Path:
     if path is None:
         from hbkit.datasets.sources import local_dir
@@ -136,7 +144,7 @@ def read_xtd10(path: str | os.PathLike | None = None, *, languages: Sequence[str
             raise DataError(f"{file}, line {empty + 1}: empty caption (image {names[empty]}). Restore the file from "
                             "the release.")
         captions[lang] = [[c] for c in caps]
-    folder = image_folder(images, ["coco"], dataset="XTD10", how_to_get=COCO_HOW_TO_GET)
+    folder = image_folder(images, ["coco"], dataset="XTD10", how_to_get=COCO_HOW_TO_GET, download=_download_coco)
     return build_set("xtd10", names, names, captions, folder, max_images=max_images, verify=verify_images)
 
 
