@@ -14,6 +14,7 @@ from hbkit.errors import UnknownModelError
 #: family name -> "module:Class"
 FAMILIES: dict[str, str] = {
     "bi-encoder": "hbkit.models.bi_encoder:BiEncoder",
+    "clip": "hbkit.models.clip:CLIPModel",
 }
 
 #: A file each exported model folder holds, naming its family.

@@ -1,0 +1,668 @@
+"""open_clip's CLIP models as an hbkit :class:`~hbkit.models.base.RetrievalModel` (PROTOCOL §2.3).
+
+The model, its tokenizer and its image preprocessing all come from open_clip's own factory
+(``create_model_and_transforms``, ``get_tokenizer``), so a model is always paired with the
+tokenizer it was trained with (a mismatched tokenizer is the usual cause of near-zero
+multilingual scores). ``CLIPConfig.model`` is
+
+- an open_clip model name: the default multilingual ``xlm-roberta-base-ViT-B-32`` (pretrained
+  tag ``laion5b_s13b_b90k``), ``xlm-roberta-large-ViT-H-14`` (``frozen_laion5b_s13b_b90k``,
+  its image tower was kept frozen in training: ``lock_image=True`` continues that), or any
+  other name of ``open_clip.list_models()`` with one of its tags;
+- ``hf-hub:<org>/<repo>`` (config and weights from the hub);
+- ``local-dir:<folder>`` or a folder path: an open_clip folder (``open_clip_config.json`` and
+  weights), such as one written by :meth:`CLIPModel.save` or
+  :func:`hbkit.models.tiny_clip.make_tiny_clip`.
+
+**Loss** (:func:`clip_loss`): open_clip's ``ClipLoss`` (symmetric InfoNCE, image→text and
+text→image averaged) with a learnable logit scale, clamped to [0, ln 100] after every optimiser
+step as open_clip's training script does. When a batch holds several captions of one image
+(1-to-K batches: each image with its captions in K languages), images are deduplicated by group
+and the loss has several positives: each caption's target is its image, each image's target is
+spread uniformly (1/K) over its captions. With one caption per image it equals ``ClipLoss``
+exactly. Under ``torchrun`` features are all-gathered with gradients and each process computes
+the rows of its own captions and images against the global batch (``local_loss`` with
+``gather_with_grad``); with DDP's gradient averaging this is the gradient of the global mean.
+
+**Saved folder** (:meth:`CLIPModel.save`): ``open_clip_config.json`` (model and preprocessing
+config; an HF text tower is named by the relative folder ``text``), ``open_clip_model.safetensors``
+(all weights), ``text/`` (the text tower's HF config), the tokenizer files, and
+``hbkit_model.json`` (``{"family": "clip", ...}`` and the settings). It reloads offline and
+after being moved: the relative text folder is resolved against the folder at load time.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from hbkit.config import check_types
+from hbkit.engine import distributed as hdist
+from hbkit.engine.progress import progress
+from hbkit.errors import ConfigError, DataError, UnknownModelError
+from hbkit.models.base import RetrievalModel
+from hbkit.models.images import ImageCaptionCollator, ImageLike, image_batches
+
+#: Multilingual open_clip models and their default pretrained tags.
+PRESETS: dict[str, str] = {
+    "xlm-roberta-base-ViT-B-32": "laion5b_s13b_b90k",
+    "xlm-roberta-large-ViT-H-14": "frozen_laion5b_s13b_b90k",
+}
+DEFAULT_MODEL = "xlm-roberta-base-ViT-B-32"
+CONFIG_FILE = "open_clip_config.json"
+WEIGHTS_FILE = "open_clip_model.safetensors"
+TEXT_DIR = "text"
+MODEL_FILE = "hbkit_model.json"
+#: Upper clamp of the log logit scale (open_clip's training script: scale <= 100).
+LOGIT_SCALE_MAX = math.log(100.0)
+LOGIT_SCALE_MODES = ("model", "train")
+_LOCAL = "local-dir:"
+_HUB = "hf-hub:"
+_CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pth")
+
+
+@dataclass
+class CLIPConfig:
+    """Which CLIP model and how it trains.
+
+    ``model``: an open_clip name, ``hf-hub:...``, ``local-dir:...`` or a folder (module docstring).
+    ``pretrained``: the tag (or a weights file) for an open_clip name; ``"auto"`` takes the preset's
+    tag (or the model's only tag); ``None`` initialises randomly. Folders and hub ids bring their
+    own weights. ``image_root``: the folder relative image keys are resolved against.
+    ``lock_image`` / ``lock_image_unlocked_groups`` / ``lock_image_freeze_bn_stats``:
+    open_clip's ``lock_image_tower`` (LiT); ``lock_text`` / ``lock_text_unlocked_layers`` /
+    ``lock_text_freeze_layer_norm``: ``lock_text_tower`` (the last ``unlocked_layers`` stay
+    trainable). ``logit_scale``: ``"model"`` keeps the model's learnable logit scale (CLIP
+    fine-tuning; TrainConfig's temperature is not used), ``"train"`` sets it to
+    1 / TrainConfig.temperature, learnable iff TrainConfig.learnable_temperature.
+    ``t2t_weight``: weight of the optional text–text term (0 = off, see :func:`text_text_loss`).
+    ``augment``: train on open_clip's training transform (random resized crop) instead of the
+    evaluation transform; it draws from torch's RNG, so exact resume then needs
+    ``loader_workers=0``. ``context_length``: overrides the tokenizer's length.
+    """
+
+    model: str = DEFAULT_MODEL
+    pretrained: str | None = "auto"
+    image_root: str | None = None
+    lock_image: bool = False
+    lock_image_unlocked_groups: int = 0
+    lock_image_freeze_bn_stats: bool = False
+    lock_text: bool = False
+    lock_text_unlocked_layers: int = 0
+    lock_text_freeze_layer_norm: bool = True
+    logit_scale: str = "model"
+    t2t_weight: float = 0.0
+    augment: bool = False
+    context_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.image_root, os.PathLike):
+            self.image_root = os.fspath(self.image_root)
+        check_types(self, "CLIPConfig")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise UnknownModelError(f"CLIPConfig.model must be a non-empty string, got {self.model!r}.")
+        if self.logit_scale not in LOGIT_SCALE_MODES:
+            raise ConfigError(f"logit_scale must be one of {LOGIT_SCALE_MODES}, got {self.logit_scale!r}.")
+        if not 0 <= self.t2t_weight < math.inf:
+            raise ConfigError(f"t2t_weight must be >= 0, got {self.t2t_weight!r} (0 turns the text–text term off).")
+        for name in ("lock_image_unlocked_groups", "lock_text_unlocked_layers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.context_length is not None and self.context_length < 4:
+            raise ConfigError(f"context_length must be >= 4 tokens or None, got {self.context_length}.")
+
+    def settings(self) -> dict:
+        """Everything but the model source (what a saved folder records)."""
+        d = asdict(self)
+        d.pop("model")
+        d.pop("pretrained")
+        return d
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def _gather_ids(ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All processes' ids (n_r,) concatenated in rank order, and this process's offset (no gradient)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    size = torch.tensor([ids.shape[0]], device=ids.device)
+    sizes = [torch.empty_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    counts = [int(s) for s in sizes]
+    width = max(counts)
+    padded = torch.cat([ids, ids.new_zeros(width - ids.shape[0])])
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded.contiguous())
+    r = dist.get_rank()
+    return torch.cat([p[:c] for p, c in zip(parts, counts)]), sum(counts[:r])
+
+
+def _global(features: torch.Tensor, ids: torch.Tensor, gather: bool) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(all features with gradients, all ids, this process's row offset, world size used)."""
+    if gather and hdist.world_size() > 1:
+        all_ids, offset = _gather_ids(ids)
+        return hdist.gather_varlen_with_grad(features), all_ids, offset, hdist.world_size()
+    return features, ids, 0, 1
+
+
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, image_groups: torch.Tensor,
+              text_groups: torch.Tensor, logit_scale: torch.Tensor, gather: bool = True) -> dict[str, torch.Tensor]:
+    """Symmetric multi-positive InfoNCE between images and captions (module docstring).
+
+    Args:
+        image_features: (M, d) L2-normalised image embeddings of this process.
+        text_features: (B, d) L2-normalised caption embeddings of this process.
+        image_groups: (M,) int64 group ids of the images; a group repeated (here or in another
+            process) is one image: only its first occurrence is a candidate and a query.
+        text_groups: (B,) int64 group ids of the captions; each must have its image in the batch.
+        logit_scale: scalar multiplier of the cosine similarities (``exp`` of open_clip's parameter).
+        gather: all-gather features across processes (``False``: this process's batch only).
+
+    Returns ``{"loss": (i2t + t2i) / 2, "i2t": ..., "t2i": ...}``. ``t2i`` is the mean over
+    captions of the cross-entropy of each caption against the (deduplicated) images; ``i2t`` the
+    mean over images of the cross-entropy against all captions with the image's target spread
+    uniformly over its captions. Each process returns its rows' sum scaled by
+    ``world_size / global count``: the local mean when processes hold equal shares, and in
+    every case the global mean once gradients are averaged over processes.
+    """
+    if image_features.ndim != 2 or text_features.ndim != 2 or image_features.shape[1] != text_features.shape[1]:
+        raise DataError(f"clip_loss needs (M, d) image and (B, d) text features, got {tuple(image_features.shape)} "
+                        f"and {tuple(text_features.shape)}.")
+    if image_groups.shape != image_features.shape[:1] or text_groups.shape != text_features.shape[:1]:
+        raise DataError("clip_loss: one group id per image row and per caption row is needed.")
+    all_t, all_tg, _, world = _global(text_features, text_groups, gather)
+    all_v, all_vg, v_off, _ = _global(image_features, image_groups, gather)
+    m_all = all_vg.shape[0]
+    pos = torch.arange(m_all, device=all_vg.device)
+    earlier_same = (all_vg[:, None] == all_vg[None, :]) & (pos[None, :] < pos[:, None])
+    first = ~earlier_same.any(1)                       # (M_all,) first occurrence of each group
+    cand = first.nonzero().squeeze(1)
+    cand_v, cand_g = all_v[cand], all_vg[cand]        # (U, d), (U,)
+    match = text_groups[:, None] == cand_g[None, :]   # (B, U): each caption's image
+    if not bool(match.any(1).all()):
+        raise DataError("A caption's image is missing from the batch: the collator must provide one image per "
+                        "group of the batch (image_groups) for every caption (text_groups).")
+    target = match.to(torch.int8).argmax(1)
+    logits_t = logit_scale * text_features @ cand_v.T
+    t2i = F.cross_entropy(logits_t, target, reduction="sum") * (world / all_t.shape[0])
+    mine = first[v_off:v_off + image_features.shape[0]]
+    rows_v, rows_g = image_features[mine], image_groups[mine]
+    logits_i = logit_scale * rows_v @ all_t.T         # (M_kept, B_all)
+    soft = (rows_g[:, None] == all_tg[None, :]).to(logits_i.dtype)
+    soft = soft / soft.sum(1, keepdim=True).clamp(min=1)
+    i2t = -(soft * F.log_softmax(logits_i, dim=1)).sum() * (world / cand.numel())
+    return {"loss": (i2t + t2i) / 2, "i2t": i2t, "t2i": t2i}
+
+
+def text_text_loss(text_features: torch.Tensor, text_groups: torch.Tensor, logit_scale: torch.Tensor,
+                   gather: bool = True) -> torch.Tensor:
+    """Multi-positive caption–caption InfoNCE over the batch (the optional text–text term).
+
+    Each caption (B, d) is a query against every other caption of the (global) batch; its
+    positives are the other captions of its group (its image's captions in other languages,
+    present in 1-to-K batches), with uniform soft targets; a caption without one adds nothing.
+    Returns the mean over the captions that have a positive (0 when none has)."""
+    all_t, all_tg, t_off, world = _global(text_features, text_groups, gather)
+    b = text_features.shape[0]
+    own = torch.arange(b, device=text_features.device) + t_off
+    logits = logit_scale * text_features @ all_t.T     # (B, B_all)
+    is_self = torch.zeros_like(logits, dtype=torch.bool)
+    is_self[torch.arange(b), own] = True
+    logits = logits.masked_fill(is_self, float("-inf"))
+    positive = (text_groups[:, None] == all_tg[None, :]) & ~is_self
+    has = positive.any(1)
+    counts = (all_tg[:, None] == all_tg[None, :]).sum(1)
+    n_global = int((counts > 1).sum())
+    if n_global == 0:
+        return text_features.sum() * 0.0
+    logp = F.log_softmax(logits[has], dim=1)
+    pos = positive[has]
+    soft = pos.to(logp.dtype) / pos.sum(1, keepdim=True)
+    return -(torch.where(pos, logp, torch.zeros_like(logp)) * soft).sum() * (world / n_global)
+
+
+# ----------------------------------------------------------------------------- model creation
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence open_clip's root-logger notes and transformers' load reports while creating a model
+    (failures still raise)."""
+    from transformers.utils import logging as hf_logging
+
+    root = logging.getLogger()
+    level, hf_level, bars = root.level, hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    root.setLevel(logging.CRITICAL)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        hf_logging.set_verbosity(hf_level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a CLIP model comes from.
+
+    ``name``: what open_clip's factory receives; ``pretrained``: the tag or weights file (open_clip
+    names only); ``folder``: the local folder (``local-dir``), else None; ``model_cfg``: the
+    open_clip model config, text tower paths resolved; ``text_override``: whether ``model_cfg``'s
+    text config must be passed to the factory (a relative text folder resolved here)."""
+
+    name: str
+    pretrained: str | None
+    folder: Path | None
+    model_cfg: dict
+    text_override: bool = False
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    return any(p.suffix in _CHECKPOINT_SUFFIXES for p in folder.iterdir() if p.is_file())
+
+
+def _folder_source(folder: Path, pretrained: str | None) -> Source:
+    if pretrained not in ("auto", None):
+        raise ConfigError(f"pretrained={pretrained!r} applies to open_clip model names; the folder {folder} "
+                          "brings its own weights. Drop pretrained.")
+    if not folder.is_dir():
+        raise UnknownModelError(f"CLIP model folder {folder} does not exist. Check the path, or use an open_clip "
+                                f"model name such as {DEFAULT_MODEL!r}.")
+    config_file = folder / CONFIG_FILE
+    if not config_file.is_file():
+        raise UnknownModelError(f"{folder} is not an open_clip model folder ({CONFIG_FILE} missing). Point at a "
+                                "folder written by CLIPModel.save or make_tiny_clip, or at a run's model/ folder.")
+    try:
+        data = json.loads(config_file.read_text(encoding="utf-8"))
+        model_cfg = copy.deepcopy(data["model_cfg"])
+        text_cfg = model_cfg["text_cfg"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UnknownModelError(f"{config_file} is not a valid open_clip config ({exc.__class__.__name__}: {exc}); "
+                                "it needs a 'model_cfg' with 'text_cfg' and 'vision_cfg'.") from exc
+    override = False
+    hf_name = text_cfg.get("hf_model_name")
+    if isinstance(hf_name, str) and not Path(hf_name).is_absolute() and (folder / hf_name).is_dir():
+        # a text tower stored inside the folder: resolved here, so the folder can move
+        text_cfg["hf_model_name"] = str((folder / hf_name).resolve())
+        text_cfg["hf_model_pretrained"] = not _has_checkpoint(folder)
+        override = True
+    return Source(_LOCAL + str(folder), None, folder, model_cfg, override)
+
+
+def _name_source(model: str, pretrained: str | None) -> Source:
+    import open_clip
+
+    name = model.replace("/", "-")
+    known = open_clip.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+        raise UnknownModelError(
+            f"Unknown open_clip model {model!r}."
+            + (f" Did you mean: {', '.join(close)}?" if close else "")
+            + f" Multilingual models: {', '.join(PRESETS)}. Any name of open_clip.list_models(), "
+            "'hf-hub:<org>/<repo>', 'local-dir:<folder>' or a saved model folder also works.")
+    tags = list(open_clip.list_pretrained_tags_by_model(name))
+    if pretrained == "auto":
+        if name in PRESETS:
+            pretrained = PRESETS[name]
+        elif len(tags) == 1:
+            pretrained = tags[0]
+        else:
+            raise UnknownModelError(f"open_clip model {name!r} has {'no' if not tags else 'several'} pretrained "
+                                    f"tags{': ' + ', '.join(tags) if tags else ''}; choose one with pretrained=<tag> "
+                                    "(or pretrained=None for a random initialisation).")
+    elif pretrained is not None and pretrained not in tags and not os.path.isfile(pretrained):
+        raise UnknownModelError(
+            f"Unknown pretrained tag {pretrained!r} for open_clip model {name!r}. Valid tags: "
+            f"{', '.join(tags) if tags else '(none: use pretrained=None)'}. A path to a weights file also works.")
+    model_cfg = open_clip.get_model_config(name)
+    return Source(name, pretrained, None, copy.deepcopy(model_cfg))
+
+
+def resolve_source(model: str, pretrained: str | None = "auto") -> Source:
+    """Check ``model`` / ``pretrained`` without downloading anything but an ``hf-hub:`` config.
+
+    Raises UnknownModelError for an unknown open_clip name or tag (listing the valid tags)."""
+    if model.startswith(_LOCAL):
+        return _folder_source(Path(model[len(_LOCAL):]).expanduser().resolve(), pretrained)
+    if model.startswith(_HUB):
+        import open_clip
+
+        if pretrained not in ("auto", None):
+            raise ConfigError(f"pretrained={pretrained!r} is ignored for {model!r}: a hub model brings its weights. "
+                              "Drop pretrained.")
+        try:
+            with _quiet():
+                model_cfg = open_clip.get_model_config(model)
+        except Exception as exc:  # noqa: BLE001 - any hub failure: offline, missing repo
+            raise UnknownModelError(f"Could not read the open_clip config of {model!r} ({exc.__class__.__name__}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else ''}). Check the id, or run once "
+                                    "with internet so the hub cache holds it.") from exc
+        if not model_cfg:
+            raise UnknownModelError(f"{model!r} holds no open_clip config (open_clip_config.json with model_cfg).")
+        return Source(model, None, None, copy.deepcopy(model_cfg))
+    path = Path(model).expanduser()
+    if path.is_dir() or model.startswith((".", "/", "~")):
+        return _folder_source(path.resolve(), pretrained)
+    return _name_source(model, pretrained)
+
+
+def _creation_error(source: Source, exc: Exception) -> UnknownModelError:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    where = source.name + (f" (pretrained {source.pretrained!r})" if source.pretrained else "")
+    return UnknownModelError(
+        f"Could not create open_clip model {where}: {exc.__class__.__name__}: {first}. Its weights, text tower and "
+        "tokenizer come from the Hugging Face hub: run once with internet (they are cached), or pass a folder "
+        "written by CLIPModel.save.")
+
+
+def _create(source: Source, settings: CLIPConfig, seed: int | None = None):
+    """(open_clip model, train transform, eval transform, tokenizer) through open_clip's factory."""
+    import open_clip
+
+    kwargs: dict[str, Any] = {}
+    if source.text_override:
+        text_cfg = dict(source.model_cfg["text_cfg"])
+        if settings.context_length is not None:
+            text_cfg["context_length"] = settings.context_length
+        kwargs["text_cfg"] = text_cfg
+    elif settings.context_length is not None:
+        kwargs["force_context_length"] = settings.context_length
+    if source.folder is None and source.pretrained is None:
+        kwargs["pretrained_text"] = False  # a random initialisation throughout
+    try:
+        with _quiet(), torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            model, train_tf, eval_tf = open_clip.create_model_and_transforms(
+                source.name, pretrained=source.pretrained, **kwargs)
+            tokenizer = open_clip.get_tokenizer(source.name, context_length=settings.context_length)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise _creation_error(source, exc) from exc
+    return model, train_tf, eval_tf, tokenizer
+
+
+def _check_tokenizer(tokenizer: Any, model: torch.nn.Module) -> None:
+    """Refuse a tokenizer whose ids do not fit the text tower (vocabulary size, padding id)."""
+    hf_tok = getattr(tokenizer, "tokenizer", None)
+    config = getattr(getattr(model, "text", None), "config", None)
+    if hf_tok is None or config is None:
+        return
+    vocab = int(getattr(config, "vocab_size", 0) or 0)
+    if vocab and len(hf_tok) > vocab:
+        raise ConfigError(f"The tokenizer has {len(hf_tok)} tokens but the text tower embeds {vocab}: they do not "
+                          "belong together. Use the tokenizer open_clip pairs with the model (get_tokenizer).")
+    pad = getattr(config, "pad_token_id", None)
+    if pad is not None and hf_tok.pad_token_id is not None and hf_tok.pad_token_id != pad:
+        raise ConfigError(f"The tokenizer pads with id {hf_tok.pad_token_id} but the text tower masks id {pad}: "
+                          "they do not belong together. Use the tokenizer open_clip pairs with the model.")
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class CLIPModel(RetrievalModel):
+    """An open_clip CLIP model: image tower + text tower into one space of ``dim`` dimensions.
+
+    Trains with :func:`clip_loss` (plus ``t2t_weight`` x :func:`text_text_loss`), embeds captions
+    with :meth:`encode` and images with :meth:`encode_images` (L2-normalised float32, (n, dim)).
+    """
+
+    supports_grad_cache = True
+    modalities = ("text", "image")
+
+    def __init__(self, config: CLIPConfig | None = None, *, _seed: int | None = None) -> None:
+        super().__init__()
+        self.settings = config if config is not None else CLIPConfig()
+        self.source = resolve_source(self.settings.model, self.settings.pretrained)
+        self.clip, self.preprocess_train, self.preprocess_val, self.tokenizer = _create(
+            self.source, self.settings, _seed)
+        _check_tokenizer(self.tokenizer, self.clip)
+        self.image_root: str | None = self.settings.image_root
+        self.origin = self._read_origin()
+        self._lock()
+
+    # -- construction ----------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: CLIPConfig | None = None, **changes: Any) -> "CLIPModel":
+        """A model from a config (fields in ``changes`` replace the config's)."""
+        base = asdict(config) if config is not None else {}
+        return cls(CLIPConfig(**{**base, **changes}))
+
+    @classmethod
+    def from_pretrained(cls, model: str = DEFAULT_MODEL, pretrained: str | None = "auto", **kw: Any) -> "CLIPModel":
+        return cls(CLIPConfig(model=model, pretrained=pretrained, **kw))
+
+    def _read_origin(self) -> dict:
+        """Where the weights came from: a folder's recorded origin, else the open_clip name and tag."""
+        if self.source.folder is not None:
+            marker = self.source.folder / MODEL_FILE
+            if marker.exists():
+                origin = json.loads(marker.read_text(encoding="utf-8")).get("origin")
+                if origin:
+                    return origin
+            return {"model": self.source.folder.name, "pretrained": None}
+        return {"model": self.source.name, "pretrained": self.source.pretrained}
+
+    def _lock(self) -> None:
+        s = self.settings
+        if s.lock_image:
+            self.clip.lock_image_tower(unlocked_groups=s.lock_image_unlocked_groups,
+                                       freeze_bn_stats=s.lock_image_freeze_bn_stats)
+        if s.lock_text:
+            with contextlib.redirect_stdout(open(os.devnull, "w")):
+                self.clip.lock_text_tower(unlocked_layers=s.lock_text_unlocked_layers,
+                                          freeze_layer_norm=s.lock_text_freeze_layer_norm)
+
+    # -- properties --------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.source.model_cfg["embed_dim"])
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.logit_scale.device
+
+    @property
+    def t2t_weight(self) -> float:
+        return float(self.settings.t2t_weight)
+
+    # -- embeddings ----------------------------------------------------------------------
+    def embed_text_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids (n, context_length) -> L2-normalised float32 embeddings (n, dim), with gradients."""
+        return F.normalize(self.clip.encode_text(tokens.to(self.device)).float(), dim=-1)
+
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Preprocessed images (n, 3, H, W) -> L2-normalised float32 embeddings (n, dim), with gradients."""
+        return F.normalize(self.clip.encode_image(pixels.to(self.device)).float(), dim=-1)
+
+    # -- the training protocol ---------------------------------------------------------------
+    def configure_training(self, config: Any) -> None:
+        """Logit scale from the settings (``logit_scale="model"`` or ``"train"``); refuses loss options
+        CLIP does not have (the paper's text denominator, a sigmoid-loss model)."""
+        if getattr(self.clip, "logit_bias", None) is not None:
+            raise ConfigError("This open_clip model has a logit bias (SigLIP): it was trained with a sigmoid loss, "
+                              "which hbkit does not implement. Train a softmax CLIP model (e.g. "
+                              f"{DEFAULT_MODEL!r}), or use this one for evaluation only.")
+        if getattr(config, "denominator", "batch") != "batch":
+            raise ConfigError(f"denominator={config.denominator!r} is the text loss's form with hard negatives; "
+                              "CLIP trains with ClipLoss's symmetric in-batch form. Use denominator='batch'.")
+        scale = self.clip.logit_scale
+        if self.settings.logit_scale == "train":
+            with torch.no_grad():
+                scale.fill_(math.log(1.0 / float(config.temperature)))
+            scale.requires_grad_(bool(config.learnable_temperature))
+        else:
+            scale.requires_grad_(True)
+
+    def collator(self) -> ImageCaptionCollator:
+        """Tokenizes captions with the model's open_clip tokenizer and preprocesses images with its
+        transform (training transform when ``augment``), resolving keys against ``image_root``."""
+        transform = self.preprocess_train if self.settings.augment else self.preprocess_val
+        return ImageCaptionCollator(self.tokenizer, transform, self.image_root)
+
+    def forward(self, batch: dict, gather: bool = True) -> dict[str, torch.Tensor]:
+        """Losses of a collated batch: ``{"loss", "i2t", "t2i"}`` (+ ``"t2t"`` when ``t2t_weight`` > 0)."""
+        t = self.embed_text_tokens(batch["text"])
+        v = self.embed_pixels(batch["images"])
+        return self.loss_from_embeddings(batch, [t, v], gather=gather)
+
+    def embedding_inputs(self, batch: dict) -> list[tuple[str, int]]:
+        return [("text", int(batch["text"].shape[0])), ("image", int(batch["images"].shape[0]))]
+
+    def embed_chunk(self, batch: dict, group: int, rows: slice) -> torch.Tensor:
+        if group == 0:
+            return self.embed_text_tokens(batch["text"][rows])
+        return self.embed_pixels(batch["images"][rows])
+
+    def loss_from_embeddings(self, batch: dict, embeddings: Sequence[torch.Tensor | None],
+                             gather: bool = True) -> dict[str, torch.Tensor]:
+        t, v = embeddings
+        scale = self.clip.logit_scale.exp()
+        text_groups = batch["text_groups"].to(self.device)
+        losses = clip_loss(v, t, batch["image_groups"].to(self.device), text_groups, scale, gather=gather)
+        if self.t2t_weight > 0:
+            t2t = text_text_loss(t, text_groups, scale, gather=gather)
+            losses["t2t"] = t2t
+            losses["loss"] = losses["loss"] + self.t2t_weight * t2t
+        return losses
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """Clamp the log logit scale to [0, ln 100] (open_clip's training script)."""
+        self.clip.logit_scale.clamp_(0, LOGIT_SCALE_MAX)
+
+    def log_values(self) -> dict[str, float]:
+        scale = float(self.clip.logit_scale.detach().exp())
+        return {"logit_scale": scale, "temperature": 1.0 / scale}
+
+    # -- evaluation ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _eval(self) -> Iterator[None]:
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was)
+
+    @staticmethod
+    def _check_batch_size(batch_size: int) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+
+    def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int = 64,
+               show_progress: bool | None = None, contexts: Sequence[str] | None = None) -> torch.Tensor:
+        """Embed captions for evaluation: float32 CPU (n, dim), L2-normalised, in input order.
+
+        ``kind`` ("query" / "passage") is accepted for the evaluation API; CLIP has no prefixes, so
+        both embed the same way."""
+        if kind not in ("query", "passage"):
+            raise ConfigError(f"kind must be 'query' or 'passage', got {kind!r}.")
+        if contexts is not None:
+            raise ConfigError("CLIP embeds a caption alone; it takes no contexts. Evaluate with use_context=False.")
+        self._check_batch_size(batch_size)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise DataError(f"Empty caption at position {i}: every text must contain characters.")
+        out = torch.empty(len(texts), self.dim)
+        with self._eval():
+            for start in progress(range(0, len(texts), batch_size), show=show_progress, desc=f"encode {kind}s",
+                                  leave=False):
+                chunk = list(texts[start:start + batch_size])
+                out[start:start + len(chunk)] = self.embed_text_tokens(self.tokenizer(chunk)).cpu()
+        return out
+
+    def encode_images(self, images: Sequence[ImageLike], batch_size: int = 64, show_progress: bool | None = None,
+                      image_root: str | os.PathLike | None = None) -> torch.Tensor:
+        """Embed images (ImageRef or paths; relative keys under ``image_root``, default the model's
+        ``image_root``) with the evaluation transform: float32 CPU (n, dim), L2-normalised."""
+        self._check_batch_size(batch_size)
+        root = image_root if image_root is not None else self.image_root
+        out = torch.empty(len(images), self.dim)
+        with self._eval():
+            start = 0
+            batches = image_batches(list(images), self.preprocess_val, root, batch_size)
+            for pixels in progress(batches, show=show_progress, desc="encode images", leave=False,
+                                   total=math.ceil(len(images) / batch_size)):
+                out[start:start + len(pixels)] = self.embed_pixels(pixels).cpu()
+                start += len(pixels)
+        return out
+
+    # -- description and persistence -----------------------------------------------------------------
+    def identity(self) -> dict:
+        """What of the model changes a run's result: origin (name, tag, build recipe) and training settings."""
+        s = self.settings.settings()
+        s.pop("image_root")
+        return {"family": "clip", **self.origin, **s}
+
+    def describe(self) -> dict:
+        return {**self.identity(), "image_root": self.image_root, "dim": self.dim,
+                "tokenizer": type(self.tokenizer).__name__, "open_clip_name": self.source.name}
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write a self-contained folder (module docstring) that :meth:`load` reads offline, wherever it moves."""
+        from safetensors.torch import save_file
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model_cfg = copy.deepcopy(self.source.model_cfg)
+        text_cfg = model_cfg["text_cfg"]
+        text_cfg.pop("hf_model_pretrained", None)
+        if self.settings.context_length is not None:
+            text_cfg["context_length"] = self.settings.context_length
+        text = getattr(self.clip, "text", None)
+        if "hf_model_name" in text_cfg:
+            text.config.save_pretrained(out / TEXT_DIR)
+            text_cfg["hf_model_name"] = TEXT_DIR
+        hf_tok = getattr(self.tokenizer, "tokenizer", None)
+        if hf_tok is not None:
+            hf_tok.save_pretrained(out)
+            text_cfg["hf_tokenizer_name"] = TEXT_DIR  # local-dir: open_clip reads the tokenizer from the folder
+        elif type(self.tokenizer).__name__ != "SimpleTokenizer":
+            raise ConfigError(f"Saving a model with a {type(self.tokenizer).__name__} is not supported: the folder "
+                              "could not restore its tokenizer. Use a model with a Hugging Face or CLIP BPE tokenizer.")
+        preprocess = {k: list(v) if isinstance(v, tuple) else v for k, v in self.clip.visual.preprocess_cfg.items()}
+        (out / CONFIG_FILE).write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess}, indent=2))
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in self.clip.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_FILE))
+        (out / MODEL_FILE).write_text(json.dumps({"family": "clip", "settings": self.settings.settings(),
+                                                  "origin": self.origin}, indent=2))
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **changes: Any) -> "CLIPModel":
+        """Load a folder written by :meth:`save` (or :func:`~hbkit.models.tiny_clip.make_tiny_clip`);
+        ``changes`` override saved settings (e.g. ``image_root``)."""
+        path = Path(path).expanduser().resolve()
+        marker = path / MODEL_FILE
+        if not marker.exists():
+            raise UnknownModelError(f"{path} holds no exported hbkit CLIP model ({MODEL_FILE} missing). Point at a "
+                                    "folder written by CLIPModel.save, or pass an open_clip folder as "
+                                    "CLIPConfig(model='local-dir:...').")
+        spec = json.loads(marker.read_text(encoding="utf-8"))
+        if spec.get("family") != "clip":
+            raise UnknownModelError(f"{path} holds a {spec.get('family')!r} model, not a CLIP model: load it with "
+                                    "hbkit.models.load_model.")
+        names = {f.name for f in fields(CLIPConfig)} - {"model", "pretrained"}
+        settings = {k: v for k, v in spec.get("settings", {}).items() if k in names}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigError(f"Unknown CLIP setting(s) {unknown}. Valid: {sorted(names)}.")
+        return cls(CLIPConfig(model=str(path), pretrained=None, **{**settings, **changes}))
