@@ -102,6 +102,7 @@ def test_image_folder_finds_by_name_subfolder_and_key(tmp_path):
                      tmp_path / "train2014" / "COCO_train2014_000000000009.jpg",
                      tmp_path / "train2017" / "000000000025.jpg", tmp_path / "train2017" / "000000000025.jpg"]
     assert set(folder.index()) == {"a", "coco:9", "coco:25"}
+    assert folder.find(str(tmp_path / "train2017" / "000000000025.jpg")) == tmp_path / "train2017" / "000000000025.jpg"
     names = ["a.jpg"] + [f"missing{i}.jpg" for i in range(7)]
     with pytest.raises(DataError) as err:
         folder.resolve(names, dataset="toy")

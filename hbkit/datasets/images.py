@@ -190,8 +190,10 @@ class ImageFolder:
         return self._index
 
     def find(self, name: str) -> Path | None:
-        """The file of the listed image ``name`` (a file name, relative path or key), or None."""
+        """The file of the listed image ``name`` (a file name, relative or absolute path, or key), or None."""
         clean = name.strip().split("#", 1)[0]
+        if clean and os.path.isabs(clean) and os.path.isfile(clean):
+            return Path(clean)
         if clean and not os.path.isabs(clean) and ".." not in Path(clean).parts:
             for root in self.roots:
                 path = root / clean
