@@ -78,6 +78,9 @@ def test_kernels_run_quietly_and_a_failure_names_the_cell_and_files(tmp_path, ca
     for noise in ("without encryption", "KeyboardInterrupt"):
         assert noise not in captured.out + captured.err
     assert not list(out.parent.glob(".*kernel.log"))
+    fixed = _notebook(tmp_path / "quiet.ipynb", [("x = 1", {"tags": ["parameters"]}), ("print(x)", {})])
+    rep.execute(str(fixed), out, {"x": 7}, tmp_path)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["quiet.ipynb"]  # the failure's files are gone
 
 
 def test_a_successful_notebook_leaves_only_itself(tmp_path, capfd):

@@ -251,7 +251,7 @@ def answer_ranks(ranks: pd.DataFrame, title: str = "", out: str | Path | None = 
     n = ranks.attrs.get("n_candidates")
     worst = max(int(ranks["rank"].max()), int(n or 0))
     ax.set_yscale("log")
-    ax.set_ylim(worst * 1.3, 0.8)  # rank 1 at the top; the bottom is the pool's size when known
+    ax.set_ylim(worst * 1.3, 0.45)  # rank 1 at the top; the bottom is the pool size when known
     ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
              if t <= worst / 1.5] + [worst]
     ax.set_yticks(ticks, [f"{t:,}" for t in ticks])

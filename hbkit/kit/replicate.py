@@ -88,7 +88,7 @@ def execute(name: str, out: Path, params: dict, cwd: Path, label: str | None = N
     """Execute notebook ``name`` with ``params`` into ``out`` (atomically); returns the seconds taken.
 
     On failure the partly executed notebook is kept as ``<out>.FAILED.ipynb`` and an HbkitError
-    names it, the failing cell and its traceback.
+    names it, the failing cell and its traceback; a later success removes it.
     """
     import papermill as pm
 
@@ -118,6 +118,8 @@ def execute(name: str, out: Path, params: dict, cwd: Path, label: str | None = N
     finally:
         log.unlink(missing_ok=True)
         shutil.rmtree(sockets, ignore_errors=True)
+    for stale in (out.with_name(out.stem + ".FAILED.ipynb"), out.with_name(out.stem + ".FAILED.kernel.log")):
+        stale.unlink(missing_ok=True)  # an earlier failure, now fixed
     return time.perf_counter() - t0
 
 
