@@ -47,19 +47,34 @@ def _draw(path: Path, rgb: tuple[int, int, int], shape: str) -> None:
     im.save(path)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict:
-    """12 generated images (4 colours x 3 shapes) with one caption each in en and de."""
-    root = tmp_path_factory.mktemp("images")
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matrices gain nothing from intra-op threads; on a shared CPU they only slow down."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _shapes_dataset(root: Path, draw: bool = False) -> ParallelDataset:
+    """12 images (4 colours x 3 shapes) under ``root`` with one caption each in en and de."""
     items = []
     for ci, (colour, (rgb, colour_de)) in enumerate(COLOURS.items()):
         for si, (shape, shape_de) in enumerate(SHAPES.items()):
             key = f"{colour}_{shape}.png"
-            _draw(root / key, rgb, shape)
+            if draw:
+                _draw(root / key, rgb, shape)
             group = f"img{ci * 3 + si}"
             items.append(ParallelItem(group, "en", f"a {colour} {shape}", ImageRef(key)))
             items.append(ParallelItem(group, "de", f"ein {colour_de} {shape_de}", ImageRef(key)))
-    return {"root": root, "dataset": ParallelDataset(items, "shapes"), "captions": [it.query for it in items]}
+    return ParallelDataset(items, "shapes")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("images")
+    ds = _shapes_dataset(root, draw=True)
+    return {"root": root, "dataset": ds, "captions": [it.query for it in ds.items()]}
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +167,12 @@ CASES = {
 
 
 def _case_loss(w, img_in, txt_in, img_groups, txt_groups, gather=True):
+    """The CLIP loss plus half the text–text term (both gathered across processes)."""
     enc = lambda x: F.normalize(x @ w, dim=-1)  # noqa: E731
-    return clip_loss(enc(img_in), enc(txt_in), img_groups, txt_groups, torch.tensor(8.0), gather=gather)["loss"]
+    t = enc(txt_in)
+    scale = torch.tensor(8.0)
+    return (clip_loss(enc(img_in), t, img_groups, txt_groups, scale, gather=gather)["loss"]
+            + 0.5 * text_text_loss(t, txt_groups, scale, gather=gather))
 
 
 def _case_data(case: str):
@@ -167,28 +186,61 @@ def _case_data(case: str):
     return w, images, captions, img_g, txt_g
 
 
-def _gloo_worker(rank, world, init_file, out_file):
+#: DDP runs through the trainer: (strategy, grad_cache_chunk); 2 processes x 4 pairs == 1 process x 8 pairs
+DDP_RUNS = [("1-to-K", 0), ("hybrid", 3)]
+
+
+def _ddp_cfg(strategy: str, chunk: int) -> TrainConfig:
+    return TrainConfig(strategy=strategy, batch_size=8, max_steps=3, lr=3e-3, val_every=0, checkpoint_every=3,
+                       log_every=1, seed=0, show_progress=False, grad_cache_chunk=chunk)
+
+
+def _ddp_train(model_dir: str, root: str, run_dir: Path, strategy: str, chunk: int) -> None:
+    model = CLIPModel.load(model_dir, image_root=root)
+    Trainer(model, _shapes_dataset(Path(root)), _ddp_cfg(strategy, chunk), run_dir).fit()
+
+
+def _gloo_worker(rank, world, init_file, out_file, model_dir, root, run_root):
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    results = {}
-    for case in CASES:
-        w, images, captions, img_g, txt_g = _case_data(case)
-        w = w.clone().requires_grad_(True)
-        start = sum(len(r) for r in txt_g[:rank])
-        mine = captions[start:start + len(txt_g[rank])]
-        loss = _case_loss(w, images[img_g[rank]], mine, torch.tensor(img_g[rank]), torch.tensor(txt_g[rank]))
-        loss.backward()
-        grad, total = w.grad.clone(), loss.detach().clone()
-        dist.all_reduce(grad)
-        dist.all_reduce(total)
-        results[case] = {"grad": grad / world, "loss": total / world}  # what DDP does with the gradients
-    if rank == 0:
-        torch.save(results, out_file)
-    dist.destroy_process_group()
+    try:
+        results = {}
+        for case in CASES:
+            w, images, captions, img_g, txt_g = _case_data(case)
+            w = w.clone().requires_grad_(True)
+            start = sum(len(r) for r in txt_g[:rank])
+            mine = captions[start:start + len(txt_g[rank])]
+            loss = _case_loss(w, images[img_g[rank]], mine, torch.tensor(img_g[rank]), torch.tensor(txt_g[rank]))
+            loss.backward()
+            grad, total = w.grad.clone(), loss.detach().clone()
+            dist.all_reduce(grad)
+            dist.all_reduce(total)
+            results[case] = {"grad": grad / world, "loss": total / world}  # what DDP does with the gradients
+        if rank == 0:
+            torch.save(results, out_file)
+        for strategy, chunk in DDP_RUNS:
+            _ddp_train(model_dir, root, Path(run_root) / f"{strategy}-{chunk}", strategy, chunk)
+    finally:
+        dist.destroy_process_group()
 
 
-def test_two_processes_gathering_with_gradients_equal_one_process(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_nodrop(tiny, tmp_path_factory) -> Path:
+    """The tiny CLIP without dropout: every process computes the same forward."""
+    out = Path(shutil.copytree(tiny, tmp_path_factory.mktemp("nodrop") / "tiny-clip"))
+    cfg = json.loads((out / "text" / "config.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (out / "text" / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+def test_two_processes_equal_one_process(tmp_path, tiny_nodrop, world):
+    """The loss with features gathered with gradients (equal, uneven and split shares of the images),
+    and DDP training through the trainer (1-to-K batches; hybrid with cached gradients), on two gloo
+    processes equal one process on the whole batch."""
     out = tmp_path / "out.pt"
-    mp.spawn(_gloo_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    mp.spawn(_gloo_worker, args=(2, str(tmp_path / "init"), str(out), str(tiny_nodrop), str(world["root"]),
+                                 str(tmp_path / "ddp")), nprocs=2, join=True)
     got = torch.load(out)
     for case in CASES:
         w, images, captions, img_g, txt_g = _case_data(case)
@@ -199,6 +251,25 @@ def test_two_processes_gathering_with_gradients_equal_one_process(tmp_path):
         loss.backward()
         assert got[case]["loss"].item() == pytest.approx(loss.item(), rel=1e-5), case
         assert torch.allclose(got[case]["grad"], w.grad, atol=1e-6, rtol=1e-5), case
+    base = CLIPModel.load(tiny_nodrop).state_dict()
+    texts, images = world["captions"][:6], [ImageRef(k) for k in ("red_circle.png", "blue_triangle.png")]
+    for strategy, chunk in DDP_RUNS:
+        _ddp_train(str(tiny_nodrop), str(world["root"]), tmp_path / "single" / strategy, strategy, chunk)
+        one = CLIPModel.load(tmp_path / "single" / strategy / "model", image_root=str(world["root"]))
+        two = CLIPModel.load(tmp_path / "ddp" / f"{strategy}-{chunk}" / "model", image_root=str(world["root"]))
+        assert torch.allclose(one.encode(texts), two.encode(texts), atol=1e-5), strategy
+        assert torch.allclose(one.encode_images(images), two.encode_images(images), atol=1e-5), strategy
+        a, b = one.state_dict(), two.state_dict()
+        moved = 0
+        for k in a:
+            # AdamW turns gradients that are zero up to rounding (the attention key bias) into updates of
+            # up to lr: weights agree to a small fraction of one update (lr 3e-3), embeddings to 1e-5
+            assert torch.allclose(a[k], b[k], atol=3e-4), (strategy, k)
+            moved += not torch.allclose(a[k], base[k])
+        assert moved > 10, strategy  # training changed the weights: the equality is not trivial
+        logs = [(tmp_path / d / "train_log.jsonl").read_text().splitlines()
+                for d in (f"single/{strategy}", f"ddp/{strategy}-{chunk}")]
+        assert len(logs[0]) == len(logs[1]) == 3  # (the logged loss is process 0's share under DDP)
 
 
 # ----------------------------------------------------------------------------- model, collator, errors
@@ -259,6 +330,8 @@ def test_unknown_model_names_and_tags_fail_clearly_offline(monkeypatch, tmp_path
     with pytest.raises(UnknownModelError, match=r"Could not create open_clip model xlm-roberta-base-ViT-B-32 "
                                                 r"\(pretrained 'laion5b_s13b_b90k'\).*run once with internet"):
         CLIPModel(CLIPConfig())
+    with pytest.raises(UnknownModelError, match="Could not read the open_clip config of 'hf-hub:nobody/none'"):
+        CLIPModel(CLIPConfig(model="hf-hub:nobody/none"))
     with pytest.raises(UnknownModelError, match="does not exist"):
         CLIPModel(CLIPConfig(model=str(tmp_path / "nowhere")))
     with pytest.raises(UnknownModelError, match="open_clip_config.json missing"):
@@ -283,6 +356,10 @@ def test_tower_locking_and_logit_scale_settings(tiny, world):
     assert fixed.log_values()["temperature"] == pytest.approx(0.05)
     with pytest.raises(ConfigError, match="denominator='paper'"):
         model.configure_training(TrainConfig(denominator="paper"))
+    assert "RandomResizedCrop" in repr(_model(tiny, world, augment=True).collator().transform)
+    assert "RandomResizedCrop" not in repr(model.collator().transform)
+    with pytest.raises(ConfigError, match="no contexts"):
+        model.encode(["a red circle"], contexts=["a paragraph"])
 
 
 def test_grad_cache_equals_the_plain_step(tiny, world):
@@ -373,7 +450,8 @@ def test_the_tiny_build_is_reused_and_moves(tiny, world, tmp_path):
     assert make_tiny_clip(tiny, world["captions"], seed=0) == tiny
     assert (tiny / "open_clip_model.safetensors").stat().st_mtime_ns == stamp  # same request: not rebuilt
     copy = Path(shutil.copytree(tiny, tmp_path / "copied"))
-    a, b = _model(tiny, world), CLIPModel.from_config(CLIPConfig(model=str(copy), image_root=str(world["root"])))
+    a = _model(tiny, world)
+    b = CLIPModel.from_config(CLIPConfig(model=f"local-dir:{copy}", image_root=str(world["root"])))
     assert torch.equal(a.encode(["a red circle"]), b.encode(["a red circle"]))
     assert torch.equal(a.encode_images([ImageRef("red_circle.png")]), b.encode_images([ImageRef("red_circle.png")]))
     other = make_tiny_clip(tmp_path / "seed1", world["captions"], seed=1)

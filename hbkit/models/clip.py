@@ -583,7 +583,7 @@ class CLIPModel(RetrievalModel):
                 raise DataError(f"Empty caption at position {i}: every text must contain characters.")
         out = torch.empty(len(texts), self.dim)
         with self._eval():
-            for start in progress(range(0, len(texts), batch_size), show=show_progress, desc=f"encode {kind}s",
+            for start in progress(range(0, len(texts), batch_size), show=show_progress, desc=f"encode {kind} texts",
                                   leave=False):
                 chunk = list(texts[start:start + batch_size])
                 out[start:start + len(chunk)] = self.embed_text_tokens(self.tokenizer(chunk)).cpu()
