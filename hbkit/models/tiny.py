@@ -9,7 +9,8 @@ Translation LM (TLM, Lample & Conneau 2019, "Cross-lingual Language Model Pretra
 masked LM over the two translations of one item joined as one pair-encoded sequence, so the
 model can predict a masked token from the other language's sentence. It gives the encoder a
 starting cross-lingual alignment, as real multilingual encoders have before fine-tuning.
-Unlike XLM, positions are not reset for the second sentence and there are no language embeddings.
+As in XLM the second sentence's positions restart; a token type (not a language embedding)
+tells the two sentences apart.
 """
 from __future__ import annotations
 
@@ -285,7 +286,8 @@ def build_tiny_model(kind: str, out_dir: str | os.PathLike, tokenizer_dir_or_tok
                      intermediate_size: int = 128, max_position: int = 160, seed: int = 0) -> Path:
     """Save a seeded random-initialised ``XLMRobertaModel`` ("xlmr") or ``BertModel`` with pooler
     ("bert"/"labse") plus its tokenizer into ``out_dir``; ``max_position`` is the longest input
-    in tokens. Also writes the pooling hbkit's encoder should use (mean / pooler)."""
+    in tokens. Also writes the pooling hbkit's encoder should use (mean / pooler). Token types:
+    1 for "xlmr" (as XLM-R; :func:`tlm_pretrain` adds a second), 2 for "bert"."""
     from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaModel
 
     kind = _kind(kind)
@@ -388,8 +390,10 @@ class _Masker:
             self.state = torch.get_rng_state()
 
     def __call__(self, examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        """Examples (``input_ids``, ``attention_mask``, ``special_tokens_mask``[, ``token_type_ids``])
-        -> padded (batch, width) tensors with ``labels`` (-100 where not masked)."""
+        """Examples (``input_ids``, ``attention_mask``, ``special_tokens_mask``[, ``token_type_ids``,
+        ``position_ids``]) -> padded (batch, width) tensors with ``labels`` (-100 where not masked)."""
+        positions = [ex.get("position_ids") for ex in examples]
+        examples = [{k: v for k, v in ex.items() if k != "position_ids"} for ex in examples]
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self.state)
             while True:
@@ -397,7 +401,14 @@ class _Masker:
                 if (batch["labels"] != -100).any():  # an empty draw would make the loss NaN
                     break
             self.state = torch.get_rng_state()
+        if any(pos is not None for pos in positions):
+            batch["position_ids"] = _pad_positions(positions, batch["input_ids"].shape[1])
         return batch
+
+
+def _pad_positions(positions: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+    """(batch, width) position ids; padding repeats a row's first position (padding is not attended)."""
+    return torch.tensor([list(pos) + [pos[0]] * (width - len(pos)) for pos in positions])
 
 
 def _rows(enc, n: int) -> list[dict[str, list[int]]]:
@@ -424,29 +435,64 @@ class _TextExamples:
         return [self.examples[i] for i in rows]
 
 
+def _position_offset(config) -> int:
+    """Position id of a sequence's first token: XLM-R numbers positions from pad_token_id + 1."""
+    return config.pad_token_id + 1 if config.model_type == "xlm-roberta" else 0
+
+
+def _pair_positions(sequence_ids: Sequence[int | None], offset: int) -> list[int]:
+    """Position ids with the second sentence's numbering reset, as in XLM's TLM: its first
+    token gets the position of the first sentence's first token after the start token."""
+    second = next((j for j, sid in enumerate(sequence_ids) if sid == 1), None)
+    return [offset + (j if second is None or j < second else j - second + 1) for j in range(len(sequence_ids))]
+
+
+def _two_token_types(base, seed: int) -> None:
+    """Give ``base`` (an encoder with one token type, as XLM-R) a second, seeded row
+    (normal, initializer_range), which TLM puts on the second sentence; the rest is unchanged."""
+    emb, config = base.embeddings, base.config
+    if config.type_vocab_size >= 2:
+        return
+    old = emb.token_type_embeddings.weight.data
+    extra = torch.randn((1, old.shape[1]), generator=torch.Generator().manual_seed(seed)) * config.initializer_range
+    emb.token_type_embeddings = torch.nn.Embedding(2, old.shape[1])
+    emb.token_type_embeddings.weight.data = torch.cat([old, extra.to(old.dtype)])
+    config.type_vocab_size = 2
+
+
+def _pair_types(sequence_ids: Sequence[int | None]) -> list[int]:
+    """Token type ids: 1 from the second sentence's first token on, else 0 (BERT's segments).
+    With positions reset they tell the two sentences apart, as XLM's language embeddings do."""
+    second = next((j for j, sid in enumerate(sequence_ids) if sid == 1), len(sequence_ids))
+    return [int(j >= second) for j in range(len(sequence_ids))]
+
+
 class _PairExamples:
     """TLM examples: for each row (one item), two of its translations drawn at random, in
     random order, pair-encoded as one sequence (at most ``max_length`` tokens, the longer one
-    truncated first)."""
+    truncated first), with the second sentence's positions reset (:func:`_pair_positions`)
+    and, when the model has two token types, its tokens typed 1 (:func:`_pair_types`)."""
 
-    def __init__(self, tok, items: list[list[str]], max_length: int) -> None:
+    def __init__(self, tok, items: list[list[str]], max_length: int, config) -> None:
         self.tok, self.items, self.max_length = tok, items, max_length
+        self.offset, self.typed = _position_offset(config), config.type_vocab_size >= 2
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def pairs(self, rows: Sequence[int], gen: torch.Generator) -> tuple[list[str], list[str]]:
+    def get(self, rows: Sequence[int], gen: torch.Generator) -> list[dict[str, list[int]]]:
         first, second = [], []
         for i in rows:
             a, b = torch.randperm(len(self.items[i]), generator=gen)[:2].tolist()
             first.append(self.items[i][a])
             second.append(self.items[i][b])
-        return first, second
-
-    def get(self, rows: Sequence[int], gen: torch.Generator) -> list[dict[str, list[int]]]:
-        first, second = self.pairs(rows, gen)
         enc = self.tok(first, second, truncation=True, max_length=self.max_length, return_special_tokens_mask=True)
-        return _rows(enc, len(rows))
+        out = _rows(enc, len(rows))
+        for r, example in enumerate(out):
+            example["position_ids"] = _pair_positions(enc.sequence_ids(r), self.offset)
+            if self.typed:
+                example["token_type_ids"] = _pair_types(enc.sequence_ids(r))
+        return out
 
 
 def _fixed_batch(examples: _TextExamples | _PairExamples, masker_args: tuple, size: int,
@@ -503,7 +549,8 @@ def mlm_pretrain(model_dir: str | os.PathLike, texts: Sequence[str], *, steps: i
     _check_mlm_args(steps, batch_size, lr, mask_prob, max_length)
     texts = _check_texts(texts)
     with _torch_threads(num_threads):
-        return _pretrain(Path(model_dir), "mlm", lambda tok: _TextExamples(tok, texts, _max_length(tok, max_length)),
+        return _pretrain(Path(model_dir), "mlm",
+                         lambda tok, config: _TextExamples(tok, texts, _max_length(tok, max_length)),
                          steps, batch_size, lr, mask_prob, seed, show_progress,
                          {"max_length": max_length, "n_texts": len(texts)})
 
@@ -513,7 +560,9 @@ def _pretrain(model_dir: Path, objective: str, make_examples, steps: int, batch_
     """The masked-LM loop shared by MLM (``objective="mlm"``) and TLM (``"tlm"``)."""
     start = time.perf_counter()
     tok, mlm = _load_mlm(model_dir, seed)
-    examples = make_examples(tok)
+    if objective == "tlm":
+        _two_token_types(mlm.base_model, seed)
+    examples = make_examples(tok, mlm.base_model.config)
     fixed = _fixed_batch(examples, (tok, mask_prob), batch_size, seed)
     loss_before = _eval_loss(mlm, fixed)
     gen = torch.Generator().manual_seed(seed)  # example order and (TLM) the two translations drawn
@@ -638,7 +687,8 @@ def tlm_loss(model_dir: str | os.PathLike, parallel_texts: Sequence[Sequence[str
     _check_mlm_args(0, batch_size, 1.0, mask_prob, max_length)
     with _torch_threads(num_threads):
         tok, mlm = _load_mlm(Path(model_dir), seed)
-        examples = _PairExamples(tok, _check_parallel(parallel_texts), _max_length(tok, max_length))
+        examples = _PairExamples(tok, _check_parallel(parallel_texts), _max_length(tok, max_length),
+                                 mlm.base_model.config)
         return _eval_loss(mlm, _fixed_batch(examples, (tok, mask_prob), batch_size, seed))
 
 
@@ -648,13 +698,16 @@ def tlm_pretrain(model_dir: str | os.PathLike, parallel_texts: Sequence[Sequence
     """Translation-LM pre-training (XLM's TLM) of the encoder in ``model_dir``: each example is
     two translations of one item from ``parallel_texts`` (drawn at random, random order),
     pair-encoded as one sequence (``tok(text_a, text_b)``, at most ``max_length`` tokens) and
-    masked as in BERT over both sentences. Continues from the MLM head a previous
+    masked as in BERT over both sentences. As in XLM the second sentence's positions restart;
+    it is told apart by token type 1 (XLM uses language embeddings), so a one-type ("xlmr")
+    encoder gets a second, seeded token-type row. Continues from the MLM head a previous
     :func:`mlm_pretrain` saved. Saves like :func:`mlm_pretrain` and appends its record to the
     spec file's ``"tlm"`` list. Seeded and deterministic on CPU."""
     _check_mlm_args(steps, batch_size, lr, mask_prob, max_length)
     items = _check_parallel(parallel_texts)
     with _torch_threads(num_threads):
-        return _pretrain(Path(model_dir), "tlm", lambda tok: _PairExamples(tok, items, _max_length(tok, max_length)),
+        return _pretrain(Path(model_dir), "tlm",
+                         lambda tok, config: _PairExamples(tok, items, _max_length(tok, max_length), config),
                          steps, batch_size, lr, mask_prob, seed, show_progress,
                          {"max_length": max_length, "n_items": len(items),
                           "n_texts": sum(len(texts) for texts in items)})
@@ -668,8 +721,8 @@ def tlm_context_losses(model_dir: str | os.PathLike, parallel_texts: Sequence[Se
     same masked tokens of a target sentence ``b``, given as first segment
 
     - ``"translation"``: ``a``, a translation of ``b`` (another language of the same item);
-    - ``"unrelated"``: the text at ``a``'s position in the next item (``a``'s language when
-      the items list their languages alike, as :func:`translation_pairs` does);
+    - ``"unrelated"``: the text at ``a``'s position in the item half the list away (``a``'s
+      language when the items list their languages alike, as :func:`translation_pairs` does);
     - ``"none"``: nothing, ``b`` alone.
 
     Pairs: up to ``n_pairs`` items spread evenly over ``parallel_texts``, two translations drawn
@@ -688,9 +741,12 @@ def tlm_context_losses(model_dir: str | os.PathLike, parallel_texts: Sequence[Se
         limit = tok.model_max_length
         inputs: dict[str, list[dict[str, list[int]]]] = {"translation": [], "unrelated": [], "none": []}
         labels: dict[str, list[list[int]]] = {key: [] for key in inputs}
+        positions: dict[str, list[list[int]]] = {key: [] for key in inputs}
+        config = mlm.base_model.config
+        offset, typed = _position_offset(config), config.type_vocab_size >= 2
         for i in _evenly(len(items), n_pairs):
             a, b = torch.randperm(len(items[i]), generator=gen)[:2].tolist()
-            other = items[(i + 1) % len(items)]
+            other = items[(i + len(items) // 2) % len(items)]
             encs = {"translation": tok(items[i][a], items[i][b]),
                     "unrelated": tok(other[a % len(other)], items[i][b]), "none": tok(items[i][b])}
             spans = {}
@@ -709,8 +765,12 @@ def tlm_context_losses(model_dir: str | os.PathLike, parallel_texts: Sequence[Se
                 for j, masked in zip(spans[key], picked.tolist()):
                     if masked:
                         lab[j], ids[j] = ids[j], tok.mask_token_id
-                inputs[key].append({**{k: list(v) for k, v in enc.items()}, "input_ids": ids})
+                example = {**{k: list(v) for k, v in enc.items()}, "input_ids": ids}
+                if typed:
+                    example["token_type_ids"] = _pair_types(enc.sequence_ids())
+                inputs[key].append(example)
                 labels[key].append(lab)
+                positions[key].append(_pair_positions(enc.sequence_ids(), offset))
         if not labels["none"]:
             raise DataError("No translation pair fits the model's input length; pass shorter texts.")
         out: dict[str, float] = {}
@@ -718,6 +778,7 @@ def tlm_context_losses(model_dir: str | os.PathLike, parallel_texts: Sequence[Se
             batch = dict(tok.pad(inputs[key], return_tensors="pt"))
             width = batch["input_ids"].shape[1]
             batch["labels"] = torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels[key]])
+            batch["position_ids"] = _pad_positions(positions[key], width)
             out[key] = float(mlm(**batch).loss)
         out["n_pairs"] = len(labels["none"])
         out["n_masked"] = int(sum(sum(x != -100 for x in lab) for lab in labels["none"]))
