@@ -23,7 +23,7 @@ from hbkit.engine.checkpoint import load_checkpoint, run_status
 from hbkit.engine.grad_cache import cached_backward
 from hbkit.errors import ConfigError, DataError, UnknownModelError
 from hbkit.models import load_model, model_class
-from hbkit.models.clip import LOGIT_SCALE_MAX, CLIPConfig, CLIPModel, clip_loss, text_text_loss
+from hbkit.models.clip import LOGIT_SCALE_MAX, CLIPConfig, CLIPModel, clip_loss, register_folder, text_text_loss
 from hbkit.models.images import group_id
 from hbkit.models.tiny_clip import make_tiny_clip
 from hbkit.parallel import ImageRef, ParallelDataset, ParallelItem, TrainingPair
@@ -380,6 +380,19 @@ def test_grad_cache_equals_the_plain_step(tiny, world):
             assert torch.allclose(p.grad, plain[n], atol=1e-6, rtol=1e-4), n
 
 
+def test_bf16_autocast_keeps_the_similarities_in_float32(tiny, world):
+    model = _model(tiny, world).eval()
+    with torch.no_grad():
+        model.clip.logit_scale.fill_(LOGIT_SCALE_MAX)  # scale 100: where bf16 logits would be coarse
+    batch = model.collator()(_pairs(world, [0, 3, 4, 8]))
+    with torch.no_grad():
+        full = model(batch)["loss"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(batch)["loss"]
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == pytest.approx(full.item(), rel=0.05)  # only the towers ran in bf16
+
+
 # ----------------------------------------------------------------------------- through the trainer
 
 
@@ -454,6 +467,20 @@ def test_the_tiny_build_is_reused_and_moves(tiny, world, tmp_path):
     b = CLIPModel.from_config(CLIPConfig(model=f"local-dir:{copy}", image_root=str(world["root"])))
     assert torch.equal(a.encode(["a red circle"]), b.encode(["a red circle"]))
     assert torch.equal(a.encode_images([ImageRef("red_circle.png")]), b.encode_images([ImageRef("red_circle.png")]))
+    # registered with open_clip by name, plain open_clip calls embed as CLIPModel does
+    import open_clip
+
+    name = register_folder(copy)
+    assert name in open_clip.list_models() and name.startswith("hbkit-copied-")
+    weights = str(copy / "open_clip_model.safetensors")
+    clip, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights)
+    clip.eval()
+    tokens = open_clip.get_tokenizer(name)(["a red circle"])
+    with torch.no_grad():
+        text = clip.encode_text(tokens, normalize=True)
+        image = clip.encode_image(preprocess(Image.open(world["root"] / "red_circle.png"))[None], normalize=True)
+    assert torch.allclose(text, a.encode(["a red circle"]), atol=1e-6)
+    assert torch.allclose(image, a.encode_images([ImageRef("red_circle.png")]), atol=1e-6)
     other = make_tiny_clip(tmp_path / "seed1", world["captions"], seed=1)
     c = CLIPModel.load(other)
     assert not torch.equal(a.clip.visual.conv1.weight, c.clip.visual.conv1.weight)

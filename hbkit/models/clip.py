@@ -362,6 +362,36 @@ def resolve_source(model: str, pretrained: str | None = "auto") -> Source:
     return _name_source(model, pretrained)
 
 
+def register_folder(folder: str | os.PathLike) -> str:
+    """Register a saved CLIP folder with open_clip under a model name (``open_clip.add_model_config``).
+
+    open_clip's named configs hold absolute text-tower paths, so the name is made for the folder
+    where it is now (register again after moving it). Then plain open_clip calls work:
+    ``create_model_and_transforms(name, pretrained=<folder>/open_clip_model.safetensors)`` and
+    ``get_tokenizer(name)``. Returns the name (``hbkit-<folder name>-<hash>``)."""
+    import hashlib
+    import tempfile
+
+    import open_clip
+
+    source = _folder_source(Path(folder).expanduser().resolve(), None)
+    model_cfg = copy.deepcopy(source.model_cfg)
+    text_cfg = model_cfg["text_cfg"]
+    text_cfg.pop("hf_model_pretrained", None)
+    if "hf_tokenizer_name" in text_cfg:  # named configs read the tokenizer from this path
+        text_cfg["hf_tokenizer_name"] = str(source.folder)
+    blob = json.dumps(model_cfg, sort_keys=True)
+    digest = hashlib.sha256(f"{source.folder}\0{blob}".encode()).hexdigest()[:10]
+    name = f"hbkit-{source.folder.name}-{digest}"
+    config_dir = Path(tempfile.gettempdir()) / "hbkit-open-clip-configs"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config_file = config_dir / f"{name}.json"
+    if not config_file.exists():
+        config_file.write_text(blob)
+    open_clip.add_model_config(config_file)
+    return name
+
+
 def _creation_error(source: Source, exc: Exception) -> UnknownModelError:
     first = str(exc).splitlines()[0] if str(exc) else ""
     where = source.name + (f" (pretrained {source.pretrained!r})" if source.pretrained else "")
@@ -532,14 +562,17 @@ class CLIPModel(RetrievalModel):
 
     def loss_from_embeddings(self, batch: dict, embeddings: Sequence[torch.Tensor | None],
                              gather: bool = True) -> dict[str, torch.Tensor]:
-        t, v = embeddings
-        scale = self.clip.logit_scale.exp()
+        t, v = (e.float() for e in embeddings)
         text_groups = batch["text_groups"].to(self.device)
-        losses = clip_loss(v, t, batch["image_groups"].to(self.device), text_groups, scale, gather=gather)
-        if self.t2t_weight > 0:
-            t2t = text_text_loss(t, text_groups, scale, gather=gather)
-            losses["t2t"] = t2t
-            losses["loss"] = losses["loss"] + self.t2t_weight * t2t
+        # similarities in float32 even under mixed precision: at logit scale 100, bf16 rounding of the
+        # logits (~0.4) would swamp the differences the loss is about
+        with torch.autocast(self.device.type, enabled=False):
+            scale = self.clip.logit_scale.float().exp()
+            losses = clip_loss(v, t, batch["image_groups"].to(self.device), text_groups, scale, gather=gather)
+            if self.t2t_weight > 0:
+                t2t = text_text_loss(t, text_groups, scale, gather=gather)
+                losses["t2t"] = t2t
+                losses["loss"] = losses["loss"] + self.t2t_weight * t2t
         return losses
 
     @torch.no_grad()
