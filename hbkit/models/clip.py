@@ -28,13 +28,20 @@ the rows of its own captions and images against the global batch (``local_loss``
 config; an HF text tower is named by the relative folder ``text``), ``open_clip_model.safetensors``
 (all weights), ``text/`` (the text tower's HF config), the tokenizer files, and
 ``hbkit_model.json`` (``{"family": "clip", ...}`` and the settings). It reloads offline and
-after being moved: the relative text folder is resolved against the folder at load time.
+after being moved: the relative text folder is resolved against the folder at load time, and the
+model is created by open_clip's factory from ``local-dir:<folder>`` with that text config.
+:func:`register_folder` also names a folder for open_clip's own API (``add_model_config``).
+
+The optional text–text term (:func:`text_text_loss`, ``t2t_weight``, off by default) uses the
+other captions of a caption's image present in the batch, i.e. 1-to-K batches; X-X and X-Y batches
+hold one caption per image, so there it adds nothing.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import difflib
+import io
 import json
 import logging
 import math
@@ -48,6 +55,7 @@ import torch.nn.functional as F
 
 from hbkit.config import check_types
 from hbkit.engine import distributed as hdist
+from hbkit.engine.atomic import write_text
 from hbkit.engine.progress import progress
 from hbkit.errors import ConfigError, DataError, UnknownModelError
 from hbkit.models.base import RetrievalModel
@@ -368,7 +376,9 @@ def register_folder(folder: str | os.PathLike) -> str:
     open_clip's named configs hold absolute text-tower paths, so the name is made for the folder
     where it is now (register again after moving it). Then plain open_clip calls work:
     ``create_model_and_transforms(name, pretrained=<folder>/open_clip_model.safetensors)`` and
-    ``get_tokenizer(name)``. Returns the name (``hbkit-<folder name>-<hash>``)."""
+    ``get_tokenizer(name)``; the transforms are then open_clip's defaults for the image size, not the
+    folder's ``preprocess_cfg`` (``local-dir:<folder>`` uses that). Returns the name
+    (``hbkit-<folder name>-<hash>``)."""
     import hashlib
     import tempfile
 
@@ -387,7 +397,7 @@ def register_folder(folder: str | os.PathLike) -> str:
     config_dir.mkdir(parents=True, exist_ok=True)
     config_file = config_dir / f"{name}.json"
     if not config_file.exists():
-        config_file.write_text(blob)
+        write_text(config_file, blob)  # atomic: several processes may register at once
     open_clip.add_model_config(config_file)
     return name
 
@@ -495,7 +505,7 @@ class CLIPModel(RetrievalModel):
             self.clip.lock_image_tower(unlocked_groups=s.lock_image_unlocked_groups,
                                        freeze_bn_stats=s.lock_image_freeze_bn_stats)
         if s.lock_text:
-            with contextlib.redirect_stdout(open(os.devnull, "w")):
+            with contextlib.redirect_stdout(io.StringIO()):  # open_clip prints what it unlocks
                 self.clip.lock_text_tower(unlocked_layers=s.lock_text_unlocked_layers,
                                           freeze_layer_norm=s.lock_text_freeze_layer_norm)
 
