@@ -325,7 +325,12 @@ class Trainer:
 
         ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
             if self.device.type == "cuda" else None
-        return DDP(self.model, device_ids=ids, broadcast_buffers=False)
+        import inspect
+
+        # buffers (queues, counters) are each process's own; the keyword was renamed in torch 2.13
+        sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                else {"broadcast_buffers": False})
+        return DDP(self.model, device_ids=ids, **sync)
 
     # ----------------------------------------------------------------- main loop
     def fit(self) -> dict:

@@ -52,7 +52,8 @@ def test_interrupted_run_resumes_to_identical_weights(model_dir, world, tmp_path
     assert torch.load(part.latest_path, weights_only=True)["step"] == 4
     assert not (tmp_path / "part" / "model").exists()
 
-    resumed = _trainer(model_dir, world, tmp_path / "part")
+    # resumed with two DataLoader workers collating (dropout on: worker start-up must not move the RNG)
+    resumed = _trainer(model_dir, world, tmp_path / "part", loader_workers=2)
     state = resumed.fit()
     assert state["steps"] == 10
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "part")

@@ -51,8 +51,10 @@ def batch_loader(sampler: HybridBatchSampler, datasets: Sequence[ParallelDataset
     stream = _BatchStream(sampler, datasets, collate, start)
     if workers <= 0:
         return iter(stream)
+    # its own generator: creating workers must not draw from the global RNG (dropout masks of a resumed run)
     loader = DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
-                        prefetch_factor=2, multiprocessing_context="fork" if _fork_ok() else None)
+                        prefetch_factor=2, multiprocessing_context="fork" if _fork_ok() else None,
+                        generator=torch.Generator().manual_seed(0))
     return iter(loader)
 
 
