@@ -110,9 +110,10 @@ def main() -> None:
         "tlm_steps": args.tlm_steps, "parallel_texts": pairs, "tlm_options": tlm_options}}
     rows, tables = [], []
     try:
-        for i, (label, extra) in enumerate(variants.items()):
+        for label, extra in variants.items():
             start = time.perf_counter()
-            model_dir = make_tiny_model(kind, work / f"model{i}", world.texts(), seed=seed, show_progress=False,
+            name = label.replace(" + ", "_").replace(" ", "") + (f"_lr{args.tlm_lr:g}" if label != "MLM only" else "")
+            model_dir = make_tiny_model(kind, work / name, world.texts(), seed=seed, show_progress=False,
                                         **tiny, **extra)
             if label == control and not (model_dir / "control.done").exists():
                 mlm_pretrain(model_dir, world.texts(), steps=args.tlm_steps, seed=seed, show_progress=False,

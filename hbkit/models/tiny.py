@@ -24,7 +24,7 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, Union
 
 import torch
 
@@ -555,9 +555,11 @@ def mlm_pretrain(model_dir: str | os.PathLike, texts: Sequence[str], *, steps: i
                          {"max_length": max_length, "n_texts": len(texts)})
 
 
-def _pretrain(model_dir: Path, objective: str, make_examples, steps: int, batch_size: int, lr: float,
-              mask_prob: float, seed: int, show_progress: bool | None, record: dict) -> Path:
-    """The masked-LM loop shared by MLM (``objective="mlm"``) and TLM (``"tlm"``)."""
+def _pretrain(model_dir: Path, objective: str, make_examples: Callable[..., "_TextExamples | _PairExamples"],
+              steps: int, batch_size: int, lr: float, mask_prob: float, seed: int, show_progress: bool | None,
+              record: dict) -> Path:
+    """The masked-LM loop shared by MLM (``objective="mlm"``) and TLM (``"tlm"``);
+    ``make_examples(tokenizer, encoder config)`` gives the examples."""
     start = time.perf_counter()
     tok, mlm = _load_mlm(model_dir, seed)
     if objective == "tlm":
