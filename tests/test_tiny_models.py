@@ -14,9 +14,9 @@ from transformers import AutoModel, AutoTokenizer, BertModel, XLMRobertaModel
 
 from hbkit.datasets.demo_world import make_demo_world
 from hbkit.errors import ConfigError, DataError, UnknownModelError
-from hbkit.models.tiny import (HEAD_FILE, SPEC_FILE, _learn_wordpiece, _Masker, build_tiny_model, make_tiny_model,
-                               mlm_loss, mlm_pretrain, tlm_context_losses, tlm_loss, tlm_pretrain, train_tokenizer,
-                               translation_pairs)
+from hbkit.models.pretraining import (_Masker, mlm_loss, mlm_pretrain, tlm_context_losses, tlm_loss, tlm_pretrain,
+                                      translation_pairs)
+from hbkit.models.tiny import HEAD_FILE, SPEC_FILE, _learn_wordpiece, build_tiny_model, make_tiny_model, train_tokenizer
 
 ARCH = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position=48)
 

@@ -228,15 +228,17 @@ def model_source(profile: str, output_dir: str, model: str) -> str:
 
 def prepare_model(profile: str, output_dir: str, model: str) -> Path:
     """Build (or reuse) the profile's tiny model: tokenizer trained on the world's texts,
-    random init, optional brief masked-LM pre-training. Returns its local directory."""
-    from hbkit.models.tiny import make_tiny_model
+    random init, optional brief masked-LM pre-training, then optional translation-LM pre-training
+    on the world's translation pairs (``tiny_model.tlm_steps``). Returns its local directory."""
+    from hbkit.models.tiny import make_tiny_model, translation_pairs
 
     if model not in TINY_MODELS:
         raise UnknownModelError(f"Unknown tiny model {model!r}; choose one of {', '.join(TINY_MODELS)}.")
     prof = get_profile(profile)
     out = resolve_output_dir(output_dir) / profile / "assets" / model
-    return make_tiny_model(TINY_MODELS[model], out, demo_world(profile).texts(), seed=prof["world"]["seed"],
-                           **prof["tiny_model"])
+    world = demo_world(profile)
+    return make_tiny_model(TINY_MODELS[model], out, world.texts(), seed=prof["world"]["seed"],
+                           parallel_texts=translation_pairs(world.train), **prof["tiny_model"])
 
 
 # ------------------------------------------------------------------ train / evaluate

@@ -49,6 +49,14 @@ PROFILES: dict[str, dict] = {
 }
 
 
+#: The demo with a translation-LM stage after the masked-LM warm-up (XLM's TLM on the world's translation
+#: pairs), so the tiny model starts with some cross-lingual knowledge, as XLM-R or LaBSE do. A TOY too.
+PROFILES["demo-tlm"] = deepcopy(PROFILES["demo"])
+PROFILES["demo-tlm"]["description"] = ("Embedded toy world, tiny XLM-R-shaped model pre-trained with masked LM and "
+                                       "then translation LM, CPU.")
+PROFILES["demo-tlm"]["tiny_model"].update(tlm_steps=600, tlm_options={"lr": 3e-3})
+PROFILES["test"]["tiny_model"]["tlm_steps"] = 10  # exercises the translation-LM stage in the notebook tests
+
 PAPER_LANGUAGES = ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
 MMARCO_LANGUAGES = ["ar", "de", "en", "es", "hi", "ru", "zh"]  # mMARCO's share of the paper's languages
 MIRACL_REPORTED = ["sw", "bn", "hi", "ko", "th", "te", "fi", "ja", "es", "fr", "ru", "zh", "fa", "ar", "id"]

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
 
 from hbkit.errors import ConfigError, DataError, UnknownModelError
 from hbkit.engine.progress import progress
