@@ -31,9 +31,9 @@ def _test_output() -> Path:
 def test_figures_from_the_test_profile_output(tmp_path):
     root = _test_output()
     done = figures.make_figures("test", str(root.parent), tmp_path / "docs")
-    assert set(done) == {"headline", "batches_heatmap", "rank_distance", "alpha_sweep"}
+    assert set(done) == {"headline", "batches_heatmap", "rank_distance", "hybrid_training", "alpha_sweep"}
     assert done["alpha_sweep"] == "profile 'test' has no α sweep"
-    for name in ("headline", "batches_heatmap", "rank_distance"):
+    for name in ("headline", "batches_heatmap", "rank_distance", "hybrid_training"):
         png = done[name]
         assert png == tmp_path / "docs" / f"{name}.png"
         data = png.read_bytes()

@@ -5,6 +5,8 @@ Reads ``<output_dir>/<profile>/`` (default ``runs/demo``) and writes small PNGs 
 - ``headline.png`` — mAP per setting and strategy, mean ± std over seeds;
 - ``batches_heatmap.png`` — query × passage languages of 200 real batches per strategy (demo world profiles);
 - ``rank_distance.png`` — one query's correct answers ranked under X-X and under X-Y (seed 0);
+- ``hybrid_training.png`` — a hybrid run's training loss on its X-X and on its X-Y batches, and its
+  (English, X-X) validation loss with the step whose weights were kept;
 - ``alpha_sweep.png`` — mAP against α, when the profile has an α sweep.
 
     make figures                  # = python -m hbkit.kit.figures --profile demo --output-dir runs --to docs
@@ -44,6 +46,8 @@ def make_figures(profile: str = "demo", output_dir: str = "runs", to: str | Path
     profile has no evaluated run at all.
     """
     matplotlib.use("Agg")
+    import pandas as pd
+
     from hbkit.evaluation import headline
     from hbkit.kit import experiment as ex
     from hbkit.kit import inspection, plots
@@ -81,6 +85,15 @@ def make_figures(profile: str = "demo", output_dir: str = "runs", to: str | Path
         done["rank_distance"] = str(why)
     else:
         done["rank_distance"] = _write(plots.answer_ranks(ranks), to / "rank_distance.png")
+    model = prof["models"][0]
+    hybrid = inspection.run_spec(profile, output_dir, model, "hybrid", seed).run_dir / "train_log.csv"
+    if hybrid.exists():
+        log = pd.read_csv(hybrid)
+        done["hybrid_training"] = _write(plots.training_curves(
+            {f"hybrid seed {seed}": log}, by_mode=True, title=f"{model} · hybrid · seed {seed} ({profile} profile)"),
+            to / "hybrid_training.png")
+    else:
+        done["hybrid_training"] = f"no training log at {hybrid}"
     sweep = inspection.sweep_headline(head, profile)
     if sweep.empty:
         done["alpha_sweep"] = f"profile {profile!r} has no α sweep"

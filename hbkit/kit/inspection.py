@@ -87,7 +87,7 @@ def pick_query(bench: RetrievalBenchmark, lang: str = "en", index: int = 0) -> i
 
 
 def answer_ranks(encoders: Mapping[str, object], bench: RetrievalBenchmark, query: int,
-                 batch_size: int = 64, use_context: bool = False) -> pd.DataFrame:
+                 batch_size: int = 64, use_context: bool = False, show_progress: bool = False) -> pd.DataFrame:
     """Pooled (multilingual) ranks of one query's correct answers, per encoder.
 
     ``encoders`` maps a label (e.g. "X-X") to an object with ``encode(texts, kind=...)`` returning
@@ -95,7 +95,8 @@ def answer_ranks(encoders: Mapping[str, object], bench: RetrievalBenchmark, quer
     all candidates of ``bench`` pooled, as in the multilingual setting (candidates encoded with their
     context paragraph when ``use_context``, as the evaluation does); ranks are 1-based and pessimistic on ties
     (:func:`hbkit.metrics.relevant_ranks`). A language with several correct answers is represented by
-    its best-ranked one, as in rank distance. Returns one row per (encoder, answer language):
+    its best-ranked one, as in rank distance. ``show_progress``: a bar while encoding the candidates.
+    Returns one row per (encoder, answer language):
     ``RANK_COLUMNS``, plus ``rank_distance`` (max − min rank of that encoder's rows).
     """
     if not 0 <= query < len(bench.queries):
@@ -108,9 +109,10 @@ def answer_ranks(encoders: Mapping[str, object], bench: RetrievalBenchmark, quer
     extra = {"contexts": [c.context for c in bench.candidates]} if use_context else {}
     frames = []
     for label, enc in encoders.items():
-        q_emb = np.asarray(enc.encode([q.text], kind="query", batch_size=batch_size), dtype=np.float32)
-        c_emb = np.asarray(enc.encode(cand_texts, kind="passage", batch_size=batch_size, **extra),
+        q_emb = np.asarray(enc.encode([q.text], kind="query", batch_size=batch_size, show_progress=False),
                            dtype=np.float32)
+        c_emb = np.asarray(enc.encode(cand_texts, kind="passage", batch_size=batch_size,
+                                      show_progress=show_progress, **extra), dtype=np.float32)
         ranks = relevant_ranks(q_emb @ c_emb.T, [rel])[0][: len(rel)]
         best: dict[str, tuple[int, int]] = {}
         for cand, rank in zip(rel.tolist(), ranks.tolist()):
