@@ -33,3 +33,11 @@ def shared_data() -> Path:
 def _quiet_progress(monkeypatch):
     """Progress bars are off under test."""
     monkeypatch.setenv("HBKIT_PROGRESS", "0")
+
+
+def interrupt_at(step: int):
+    """A trainer step hook that stops training with KeyboardInterrupt after ``step`` steps (a simulated kill)."""
+    def hook(done: int) -> None:
+        if done == step:
+            raise KeyboardInterrupt
+    return hook

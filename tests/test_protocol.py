@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import interrupt_at
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -116,11 +117,7 @@ def test_exact_resume_with_model_buffers_and_loader_workers(tmp_path):
     Trainer(ToyTwoTower(), ds, _cfg(), tmp_path / "full").fit()
     part = Trainer(ToyTwoTower(), ds, _cfg(), tmp_path / "part")
 
-    def interrupt(step):
-        if step == 6:
-            raise KeyboardInterrupt
-
-    part._step_hook = interrupt
+    part._step_hook = interrupt_at(6)
     with pytest.raises(KeyboardInterrupt):
         part.fit()
     assert run_status(tmp_path / "part") == "interrupted"
@@ -143,7 +140,7 @@ def test_run_identity_is_checked_for_finished_and_interrupted_runs(tmp_path):
     config = json.loads((tmp_path / "done" / "config.json").read_text())
     assert config["identity"]["train"]["max_steps"] == 3  # config.json still describes the weights
     part = Trainer(ToyTwoTower(), ds, _cfg(), tmp_path / "part")
-    part._step_hook = lambda step: (_ for _ in ()).throw(KeyboardInterrupt) if step == 5 else None
+    part._step_hook = interrupt_at(5)
     with pytest.raises(KeyboardInterrupt):
         part.fit()
     with pytest.raises(ConfigError, match=r"train.lr: saved 0.05, now 0.01"):
@@ -171,7 +168,7 @@ class _Payload:
 def test_a_checkpoint_that_needs_code_is_refused_on_resume(tmp_path):
     ds = _dataset()
     part = Trainer(ToyTwoTower(), ds, _cfg(), tmp_path / "r")
-    part._step_hook = lambda step: (_ for _ in ()).throw(KeyboardInterrupt) if step == 5 else None
+    part._step_hook = interrupt_at(5)
     with pytest.raises(KeyboardInterrupt):
         part.fit()
     ckpt = load_checkpoint(part.latest_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import interrupt_at
 import torch
 
 from hbkit.datasets.demo_world import make_demo_world
@@ -42,11 +43,7 @@ def test_interrupted_run_resumes_to_identical_weights(model_dir, world, tmp_path
 
     part = _trainer(model_dir, world, tmp_path / "part")
 
-    def interrupt(step):
-        if step == 6:
-            raise KeyboardInterrupt
-
-    part._step_hook = interrupt
+    part._step_hook = interrupt_at(6)
     with pytest.raises(KeyboardInterrupt):
         part.fit()
     assert torch.load(part.latest_path, weights_only=True)["step"] == 4

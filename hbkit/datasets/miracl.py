@@ -74,23 +74,13 @@ def _check_lang(lang: str) -> str:
 
 
 @dataclass(frozen=True)
-class MiraclDev:
+class MiraclDev(TrecTopicsQrels):
     """One language's dev topics and qrels; ``source`` says where they were read from."""
 
-    lang: str
-    topics: dict[str, str]
-    qrels: dict[str, dict[str, int]]
-    source: str
-
-    @property
-    def query_ids(self) -> list[str]:
-        """Judged query ids (those with qrels), in file order."""
-        return [q for q in self.topics if q in self.qrels]
+    lang: str = ""
 
     def __repr__(self) -> str:
-        n_rel = sum(1 for docs in self.qrels.values() for r in docs.values() if r > 0)
-        return (f"MiraclDev(lang={self.lang!r}, queries={len(self.topics)}, judged_queries={len(self.query_ids)}, "
-                f"relevant={n_rel}, source={self.source!r})")
+        return f"MiraclDev(lang={self.lang!r}, " + super().__repr__().split("(", 1)[1]
 
 
 def _file_names(lang: str) -> tuple[str, str]:
@@ -165,7 +155,7 @@ def load_miracl_dev(lang: str, root: str | os.PathLike | None = None) -> MiraclD
     unjudged = len(judged.topics) - len(judged.qrels)
     if unjudged:
         log.info("%d MIRACL %s topics have no judgements and are not evaluated.", unjudged, lang)
-    return MiraclDev(lang, judged.topics, judged.qrels, source)
+    return MiraclDev(judged.topics, judged.qrels, source, lang)
 
 
 def _hub_rows(lang: str) -> Iterator[tuple[str, str, Any, Any]]:
