@@ -12,7 +12,7 @@ from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
 from hbkit.errors import ConfigError, DataError
 from hbkit.kit import inspection
 from hbkit.metrics import rank_distance
-from hbkit.parallel import ParallelDataset, ParallelItem, PairRef
+from hbkit.parallel import PairRef, ParallelDataset, ParallelItem
 from hbkit.samplers import make_sampler
 
 

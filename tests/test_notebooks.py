@@ -105,6 +105,6 @@ def test_notebooks_show_the_new_figures_and_tables(executed):
         assert (figures / png).read_bytes()[:4] == b"\x89PNG", png
     nb04 = "".join(str(o) for c in _code_cells(executed["04_compare.ipynb"]) for o in c["outputs"])
     assert "rank distance (max − min)" in nb04 and "skipped" not in nb04
-    nb02 = [n for n in executed if n.startswith("02_train")][0]
+    nb02 = next(n for n in executed if n.startswith("02_train"))
     text = "".join(str(o) for c in _code_cells(executed[nb02]) for o in c["outputs"])
     assert "which notebook 03 evaluates, holds the weights of step" in text

@@ -1,17 +1,13 @@
 """Figures draw the data they are given, labelled, and are saved as PNG files."""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-
-from hbkit.errors import ConfigError  # noqa: E402
-from hbkit.kit import plots  # noqa: E402
+from hbkit.errors import ConfigError
+from hbkit.kit import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -10,8 +10,8 @@ from hbkit.kit import replicate as rep
 
 
 def test_format_seconds_and_eta():
-    assert [rep.format_seconds(s) for s in (4.4, 41, 99, 100, 754, 3600, 7500)] == [
-        "4 s", "41 s", "99 s", "2 min", "13 min", "1 h 00 min", "2 h 05 min"]
+    assert [rep.format_seconds(s) for s in (4.4, 41, 99, 100, 754, 3590, 3600, 7170, 7500)] == [
+        "4 s", "41 s", "99 s", "2 min", "13 min", "1 h 00 min", "1 h 00 min", "2 h 00 min", "2 h 05 min"]
     assert [rep.format_eta(s) for s in (None, 30, 250, 7500)] == ["?", "<1 min", "~4 min", "~2 h 05 min"]
 
 

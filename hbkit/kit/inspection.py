@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -233,10 +233,10 @@ def checkpoint_selection(config: Mapping, state: Mapping) -> str:
     t = config.get("train", {})
     langs = t.get("val_languages") or ["every training language"]
     patience = int(t.get("patience", 0) or 0)
-    lines = [f"validation loss: every {t.get('val_every')} steps, on {t.get('val_batches')} fixed "
-             f"{t.get('val_strategy', 'X-X')} batches in {', '.join(langs)}",
-             "patience 0: no early stopping, training runs to max_steps" if patience == 0 else
-             f"patience {patience}: training stops after {patience} validations in a row without a lower loss"]
+    lines = [(f"validation loss: every {t.get('val_every')} steps, on {t.get('val_batches')} fixed "
+              f"{t.get('val_strategy', 'X-X')} batches in {', '.join(langs)}"),
+             ("patience 0: no early stopping, training runs to max_steps" if patience == 0 else
+              f"patience {patience}: training stops after {patience} validations in a row without a lower loss")]
     if state.get("best_step") is None:
         lines.append(f"no validation ran: model/ holds the weights of the last step ({state.get('steps')})")
     else:

@@ -1,10 +1,10 @@
-"""Figures: strategy × setting bars, rank distance per language, language-pair heatmaps,
-batch language histograms and heatmaps, one query's answer ranks, training curves and the α sweep. Each function returns the figure and,
-when ``out`` is given, also saves it as a PNG."""
+"""Figures: strategy × setting bars, rank distance per language, language-pair heatmaps, batch
+language histograms and heatmaps, one query's answer ranks, training curves and the α sweep.
+Each function returns the figure and, when ``out`` is given, also saves it as a PNG."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -56,12 +56,9 @@ def _kernel_manager_class(log_path: Path, socket_dir: str):
             env = dict(kw.get("env") or os.environ)
             env.setdefault("HBKIT_PROGRESS", "0")
             kw["env"] = env
-            log = open(log_path, "ab")
-            try:
+            with open(log_path, "ab") as log:  # noqa: ASYNC230 (the kernel keeps its own copy of the descriptor)
                 kw["stdout"] = kw["stderr"] = log
                 await super()._async_launch_kernel(kernel_cmd, **kw)
-            finally:
-                log.close()  # the kernel holds its own copy of the descriptor
 
     return BatchKernelManager
 
@@ -106,7 +103,7 @@ def execute(name: str, out: Path, params: dict, cwd: Path, label: str | None = N
                 pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name="python3",
                                     progress_bar=False, log_output=False, cwd=str(cwd), language="python",
                                     kernel_manager_class=_kernel_manager_class(log, sockets))
-            except Exception as exc:  # a cell raised, the kernel died, or a timeout
+            except Exception as exc:  # noqa: BLE001 (a cell raised, the kernel died, or a timeout)
                 failed = out.with_name(out.stem + ".FAILED.ipynb")
                 if tmp.exists() and tmp.stat().st_size:
                     shutil.copy(tmp, failed)
@@ -187,12 +184,14 @@ def plan(profile: str, out_root: Path) -> list[Job]:
 
 def format_seconds(seconds: float) -> str:
     """``41 s``, ``12 min``, ``2 h 05 min``."""
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 100:
         return f"{s} s"
-    if s < 3600:
-        return f"{round(s / 60)} min"
-    return f"{s // 3600} h {round(s % 3600 / 60):02d} min"
+    m = round(s / 60)
+    if m < 60:
+        return f"{m} min"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
 
 
 def estimate_left(done: dict[str, list[float]], left: list[str]) -> float | None:
