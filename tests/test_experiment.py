@@ -109,7 +109,6 @@ def test_run_identity_keys_the_run_directory():
     # α does not enter the identity of an X-X or X-Y run
     assert ex.RunSpec(output_dir="/tmp/x", strategy="X-Y", alpha=0.3).run_dir == \
         ex.RunSpec(output_dir="/tmp/x", strategy="X-Y").run_dir
-    assert ex.alpha_of("X-Y") == 0.0 and ex.alpha_of("hybrid-alpha0.25") == 0.25
 
 
 def test_use_context_comes_from_the_profile_and_is_recorded(tmp_path, monkeypatch):

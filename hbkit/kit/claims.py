@@ -7,8 +7,14 @@ import pandas as pd
 STRATS = ("X-X", "X-Y", "hybrid")
 
 
+def _text_only(head: pd.DataFrame) -> pd.DataFrame:
+    """The paper's claims are about text retrieval: keep text→text rows (all rows of tables without a direction)."""
+    return head[head.direction == "text→text"] if "direction" in head.columns else head
+
+
 def _means(head: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds: index (model, benchmark, setting, metric), columns per strategy."""
+    """Mean and std over seeds of the text→text rows: index (model, benchmark, setting, metric), columns per strategy."""
+    head = _text_only(head)
     g = head.groupby(["model", "benchmark", "setting", "metric", "strategy"]).value
     return g.agg(["mean", "std", "count"]).reset_index()
 

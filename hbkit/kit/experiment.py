@@ -62,19 +62,6 @@ def run_label(strategy: str, alpha: float, default_alpha: float = 0.5) -> str:
     return strategy
 
 
-def alpha_of(label: str) -> float | None:
-    """α of a run label: 1 for X-X, 0 for X-Y, 0.5 for "hybrid" (the profiles' default), else parsed."""
-    if label == "X-X":
-        return 1.0
-    if label == "X-Y":
-        return 0.0
-    if label == "hybrid":
-        return 0.5
-    if label.startswith("hybrid-alpha"):
-        return float(label[len("hybrid-alpha"):])
-    return None
-
-
 @dataclass
 class RunSpec:
     """What a notebook run is asked to do (the notebook's parameters, type-checked)."""

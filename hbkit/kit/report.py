@@ -35,6 +35,8 @@ def ours_by_language(results: pd.DataFrame) -> pd.DataFrame:
     from hbkit.evaluation import per_query_language
 
     per = per_query_language(results)
+    if "direction" in per.columns:  # the paper's tables are text retrieval
+        per = per[per.direction == "text→text"]
     keys = ["model", "strategy", "seed", "benchmark", "setting", "metric"]
     agg = []
     for name, fn in (("mean", "mean"), ("median", "median")):
