@@ -34,7 +34,6 @@ favours one batching strategy.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import operator
@@ -48,14 +47,15 @@ import numpy as np
 from PIL import Image
 
 from hbkit.benchmark import RetrievalBenchmark
-from hbkit.datasets.demo_world import (_COGNATE_SHARE, _GRAMMARS, _N_SYL, DEFAULT_TRAIN_LANGUAGES, _check_langs,
+from hbkit.datasets.demo_world import (_COGNATE_SHARE, _GRAMMARS, DEFAULT_TRAIN_LANGUAGES, _check_langs,
                                        _check_size, _CASED, _render, _render_year, _rng, _word)
 from hbkit.datasets.images import ImageCaptionSet
 from hbkit.errors import ConfigError, DataError
 from hbkit.languages import LANGUAGES, check_language, script_of
 from hbkit.parallel import ImageRef, ParallelDataset
 
-__all__ = ["SHAPES", "COLOURS", "SIZES", "COUNTS", "POSITIONS", "N_TEMPLATES", "Scene", "ImageWorld",
+__all__ = ["SHAPES", "COLOURS", "BACKGROUND", "SIZES", "COUNTS", "POSITIONS", "N_SCENES", "N_TEMPLATES", "Scene",
+           "ImageWorld",
            "render_scene", "scene_image", "make_image_world"]
 
 # --------------------------------------------------------------------------- scenes
@@ -176,7 +176,6 @@ _CONCEPTS: tuple[tuple[str, int, int, bool], ...] = (
     + tuple((f"size:{v}", 2, 2, True) for v in SIZES)
     + tuple((f"colour:{c}", 2, 3, True) for c in COLOURS)
     + tuple((f"shape:{v}", 2, 3, True) for v in SHAPES))
-_PUNCT = ".,;:?!؟।。？"
 
 
 def _image_lexicon(seed: int, lang: str) -> dict[str, str]:
@@ -192,10 +191,11 @@ def _image_lexicon(seed: int, lang: str) -> dict[str, str]:
             cognate = _render(stem, script) + grammar.cognate_ending
             if cognate not in used:
                 own = cognate
-        forms = lambda w: {w, w + lexicon["plural"]} if key.startswith("shape:") else {w}  # noqa: E731
-        while forms(own) & used or own + lexicon["plural"] in used:
+        noun = key.startswith("shape:")
+        # words and plural nouns stay unique, so a caption names each concept unambiguously
+        while own in used or own + lexicon["plural"] in used:
             own = _render(_word(rng, lo, hi), script)
-        used |= forms(own)
+        used |= {own, own + lexicon["plural"]} if noun else {own}
         lexicon[key] = own
     return lexicon
 
