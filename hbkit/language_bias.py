@@ -232,9 +232,66 @@ def _chunk_size(n_c: int, chunk_size: int | None) -> int:
     return max(1, BLOCK_BYTES // (4 * max(n_c, 1)))
 
 
-def _pass(block: Callable[[int, int], torch.Tensor], n_q: int, n_c: int, relevant, candidate_groups, *,
-          query_groups=None, exclude=None, k: int = 10, ks: Sequence[int] = (10,), ddof: int = 0,
-          chunk_size: int | None = None) -> PooledBias:
+def _sorted_layout(codes: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Column order putting candidates by language (language-less last) and each language's span."""
+    key = torch.where(codes >= 0, codes, n_groups)
+    order = torch.argsort(key, stable=True)
+    edges = torch.searchsorted(key[order], torch.arange(n_groups + 1)).tolist()
+    return order, [(edges[g], edges[g + 1]) for g in range(n_groups)]
+
+
+def _zscore_spans(s: torch.Tensor, spans: list[tuple[int, int]], rows: torch.Tensor,
+                  cols: torch.Tensor) -> torch.Tensor:
+    """:func:`zscore_by_language` for columns sorted by language; (rows, cols) = excluded cells."""
+    z = s.clone()
+    z[rows, cols] = 0
+    b = s.shape[0]
+    ns = []
+    for lo, hi in spans:
+        n = torch.full((b,), float(hi - lo))
+        hit = (cols >= lo) & (cols < hi)
+        n[rows[hit]] -= 1
+        n = n.clamp(min=1)
+        seg = z[:, lo:hi]
+        seg.sub_((seg.sum(1) / n)[:, None])
+        ns.append(n)
+    z[rows, cols] = 0
+    for (lo, hi), n in zip(spans, ns):
+        seg = z[:, lo:hi]
+        std = torch.linalg.vector_norm(seg, dim=1) / n.sqrt()
+        seg.div_(torch.where(std > 0, std, torch.ones((), dtype=std.dtype))[:, None])
+    z[rows, cols] = float("-inf")
+    return z
+
+
+def _shares_sorted(s: torch.Tensor, codes: torch.Tensor, n_groups: int, k: int) -> torch.Tensor:
+    """:func:`top_k_language_share` from top-k values, scanning the row once for ties (−inf = excluded)."""
+    vals, idx = torch.topk(s, min(k, s.shape[1]), dim=1)
+    k_eff = (vals > float("-inf")).sum(1)
+    t = vals.gather(1, (k_eff - 1).clamp(min=0)[:, None])
+    in_top = torch.arange(vals.shape[1])[None, :] < k_eff[:, None]
+    gt, eq = (vals > t) & in_top, (vals == t) & in_top
+    n_ge = (s >= t).sum(1)
+    a = gt.sum(1)
+    w = (k_eff - a).double() / (n_ge - a).clamp(min=1).double()
+    g = codes[idx]
+    g = torch.where(g >= 0, g, n_groups)
+    c_gt = torch.zeros(s.shape[0], n_groups + 1, dtype=torch.float64).scatter_add_(1, g, gt.double())
+    c_eq = torch.zeros_like(c_gt).scatter_add_(1, g, eq.double())
+    spill = torch.nonzero(n_ge > k_eff).flatten()
+    if len(spill):  # ties beyond the top k: count the tied candidates of the whole row per language
+        tied = (s[spill] == t[spill]).double()
+        c_eq[spill] = _per_group_sum(tied, torch.where(codes >= 0, codes, n_groups), n_groups + 1)
+    share = (c_gt + w[:, None] * c_eq) / k_eff.clamp(min=1).double()[:, None]
+    share[k_eff == 0] = float("nan")
+    return share[:, :n_groups]
+
+
+def _pass(block: Callable[[torch.Tensor, int, int], torch.Tensor], n_q: int, n_c: int, relevant,
+          candidate_groups, *, query_groups=None, exclude=None, k: int = 10, ks: Sequence[int] = (10,),
+          ddof: int = 0, with_ap: bool = True, chunk_size: int | None = None) -> PooledBias:
+    """One chunked pass; ``block(order, lo, hi)`` returns the scores of queries lo:hi with the
+    columns in ``order`` (candidates sorted by language), float32 (hi − lo, n_c)."""
     if int(k) < 1 or any(int(x) < 1 for x in ks):
         raise ConfigError(f"k and ks must be positive integers, got k={k}, ks={list(ks)}.")
     if int(ddof) < 0:
@@ -246,54 +303,73 @@ def _pass(block: Callable[[int, int], torch.Tensor], n_q: int, n_c: int, relevan
     rel_all = pad_relevant(relevant, n_c)
     if rel_all.shape[0] != n_q:
         raise DataError(f"relevant has {rel_all.shape[0]} rows for {n_q} queries.")
-    ex = None
+    ex = torch.full((n_q,), -1, dtype=torch.int64)
     if exclude is not None:
         ex = torch.as_tensor(np.asarray(exclude, dtype=np.int64))
         if ex.shape != (n_q,) or (ex.numel() and (ex.min() < -1 or ex.max() >= n_c)):
             raise DataError(f"exclude must be one candidate index (or -1) per query, in [0, {n_c}).")
         if bool(((rel_all == ex[:, None]) & (ex[:, None] >= 0)).any()):
             raise DataError("A query's excluded (own) candidate is listed as relevant to it.")
+    order, spans = _sorted_layout(codes, L)
+    inv = torch.empty(n_c + 1, dtype=torch.int64)
+    inv[order] = torch.arange(n_c)
+    inv[n_c] = -1
+    rel_all = inv[torch.where(rel_all >= 0, rel_all, n_c)]  # indices into the sorted columns
+    ex = inv[torch.where(ex >= 0, ex, n_c)]
+    codes_s = codes[order]
     q_codes = None
     if query_groups is not None:
-        qg = np.asarray(query_groups, dtype=object)
         index = {x: i for i, x in enumerate(names)}
-        q_codes = np.array([index.get(x, -1) for x in qg], dtype=np.int64)
-    out: dict[str, list[np.ndarray]] = {m: [] for m in ["AP", *[f"R@{x}" for x in ks], "rank_distance",
-                                                         "rank_distance_z", "MRV", "MRV_z"]}
+        q_codes = np.array([index.get(x, -1) for x in np.asarray(query_groups, dtype=object)], dtype=np.int64)
+    out: dict[str, list[np.ndarray]] = {m: [] for m in ["rank_distance", "rank_distance_z", "MRV", "MRV_z"]}
+    if with_ap:
+        out.update({m: [] for m in ["AP", *[f"R@{x}" for x in ks]]})
     shares = []
     step = _chunk_size(n_c, chunk_size)
     for lo in range(0, n_q, step):
         hi = min(n_q, lo + step)
-        s = block(lo, hi).to(torch.float32)
-        if torch.isnan(s).any():
-            raise DataError("scores contain NaN: the embeddings are broken; re-encode with a valid model.")
-        if ex is not None:
-            e = ex[lo:hi]
-            rows = torch.nonzero(e >= 0).flatten()
-            s[rows, e[rows]] = float("-inf")
+        s = block(order, lo, hi).to(torch.float32)
+        if not torch.isfinite(s).all():
+            raise DataError("scores must be finite (NaN/inf found): re-encode with a valid model; "
+                            "use `exclude` to leave a candidate out.")
+        e = ex[lo:hi]
+        rows = torch.nonzero(e >= 0).flatten()
+        cols = e[rows]
+        s[rows, cols] = float("-inf")
         rel = rel_all[lo:hi]
         m = int((rel >= 0).sum(1).max()) if rel.numel() else 0
         rel = rel[:, : max(m, 1)]
         valid = rel >= 0
-        groups = torch.where(valid, codes[rel.clamp(min=0)], torch.full_like(rel, -1)).numpy()
-        ranks = relevant_ranks(s, rel)
-        # AP and R@k from the same ranks (definitions of hbkit.metrics)
-        r = torch.from_numpy(ranks).double()
-        rs = s.gather(1, rel.clamp(min=0))
-        above = ((rs[:, None, :] >= rs[:, :, None]) & valid[:, None, :]).sum(2).double()
-        n_rel = valid.sum(1).double()
-        ap = torch.where(valid, above / r.clamp(min=1), torch.zeros((), dtype=torch.float64)).sum(1) / n_rel.clamp(min=1)
-        out["AP"].append(ap.masked_fill(n_rel == 0, float("nan")).numpy())
-        for x in ks:
-            rec = (valid & (r <= x)).sum(1).double() / n_rel.clamp(min=1)
-            out[f"R@{x}"].append(rec.masked_fill(n_rel == 0, float("nan")).numpy())
-        dist, std = rank_spread(_best(ranks, groups, L), ddof)
+        # each language's best relevant candidate (the same one after z-scoring: z is monotone)
+        rs = s.gather(1, rel.clamp(min=0)).masked_fill(~valid, float("-inf"))
+        g_rel = torch.where(valid, codes_s[rel.clamp(min=0)], torch.full_like(rel, -1))
+        g_rel = torch.where(g_rel >= 0, g_rel, L)
+        top = torch.full((hi - lo, L + 1), float("-inf")).scatter_reduce_(1, g_rel, rs, reduce="amax")
+        is_best = valid & (g_rel < L) & (rs == top.gather(1, g_rel))
+        best_idx = torch.full((hi - lo, L + 1), -1, dtype=torch.int64)
+        best_idx.scatter_(1, torch.where(is_best, g_rel, L), torch.where(is_best, rel, -1))
+        best_idx = best_idx[:, :L]
+        best = relevant_ranks(s, best_idx).astype(np.float64)
+        best[best_idx.numpy() < 0] = np.nan
+        dist, std = rank_spread(best, ddof)
         out["rank_distance"].append(dist)
         out["MRV"].append(std)
-        shares.append(_shares(s, codes, L, int(k)).numpy())
-        z = _zscore(s, codes, L)
+        if with_ap:  # AP and R@k from all relevant ranks (definitions of hbkit.metrics)
+            r = torch.from_numpy(relevant_ranks(s, rel)).double()
+            above = ((rs[:, None, :] >= rs[:, :, None]) & valid[:, None, :]).sum(2).double()
+            n_rel = valid.sum(1).double()
+            ap = torch.where(valid, above / r.clamp(min=1), torch.zeros((), dtype=torch.float64)).sum(1)
+            out["AP"].append((ap / n_rel.clamp(min=1)).masked_fill(n_rel == 0, float("nan")).numpy())
+            for x in ks:
+                rec = (valid & (r <= x)).sum(1).double() / n_rel.clamp(min=1)
+                out[f"R@{x}"].append(rec.masked_fill(n_rel == 0, float("nan")).numpy())
+        shares.append(_shares_sorted(s, codes_s, L, int(k)).numpy())
+        z = _zscore_spans(s, spans, rows, cols)
         del s
-        dist_z, std_z = rank_spread(_best(relevant_ranks(z, rel), groups, L), ddof)
+        best_z = relevant_ranks(z, best_idx).astype(np.float64)
+        del z
+        best_z[best_idx.numpy() < 0] = np.nan
+        dist_z, std_z = rank_spread(best_z, ddof)
         out["rank_distance_z"].append(dist_z)
         out["MRV_z"].append(std_z)
     per_query = {name: (np.concatenate(v) if v else np.zeros(0)) for name, v in out.items()}
@@ -307,19 +383,22 @@ def _pass(block: Callable[[int, int], torch.Tensor], n_q: int, n_c: int, relevan
 
 
 def pooled_bias(scores, relevant, candidate_groups, *, query_groups=None, exclude=None, k: int = 10,
-                ks: Sequence[int] = (10,), ddof: int = 0, chunk_size: int | None = None) -> PooledBias:
-    """All pooled measures from a score matrix (n_q, n_c), higher = better.
+                ks: Sequence[int] = (10,), ddof: int = 0, with_ap: bool = True,
+                chunk_size: int | None = None) -> PooledBias:
+    """All pooled measures from a finite score matrix (n_q, n_c), higher = better.
 
     ``relevant``: per query the relevant candidate indices (list of int arrays, or padded
     (n_q, m) with -1). ``candidate_groups``: n_c languages (or int codes, -1 = none).
     ``query_groups``: optional n_q query languages (gives the own-language share).
-    ``exclude``: optional (n_q,) candidate index per query (-1 = none) scored −inf.
+    ``exclude``: optional (n_q,) candidate index per query (-1 = none), scored −inf.
+    ``with_ap``: also AP and R@k (``ks``), which need the ranks of every relevant candidate.
     """
     s = torch.as_tensor(scores)
     if s.ndim != 2:
         raise ConfigError(f"scores must be 2-d (n_queries, n_candidates), got shape {tuple(s.shape)}.")
-    return _pass(lambda lo, hi: s[lo:hi].clone(), s.shape[0], s.shape[1], relevant, candidate_groups,
-                 query_groups=query_groups, exclude=exclude, k=k, ks=ks, ddof=ddof, chunk_size=chunk_size)
+    return _pass(lambda order, lo, hi: s[lo:hi][:, order], s.shape[0], s.shape[1], relevant, candidate_groups,
+                 query_groups=query_groups, exclude=exclude, k=k, ks=ks, ddof=ddof, with_ap=with_ap,
+                 chunk_size=chunk_size)
 
 
 def _matrix(x, name: str) -> torch.Tensor:
@@ -337,8 +416,19 @@ def pooled_bias_from_embeddings(query_emb, cand_emb, relevant, candidate_groups,
     q, c = _matrix(query_emb, "query_emb"), _matrix(cand_emb, "cand_emb")
     if q.shape[1] != c.shape[1]:
         raise DataError(f"Embedding widths differ: queries {q.shape[1]}, candidates {c.shape[1]}.")
-    ct = c.T.contiguous()
-    return _pass(lambda lo, hi: q[lo:hi] @ ct, q.shape[0], c.shape[0], relevant, candidate_groups, **kwargs)
+    codes, names = _codes(candidate_groups)
+    key = torch.where(codes >= 0, codes, len(names))
+    if bool((key[1:] >= key[:-1]).all()):  # already sorted by language: no copy
+        return _pass(lambda order, lo, hi: q[lo:hi] @ c.T, q.shape[0], c.shape[0], relevant, candidate_groups,
+                     **kwargs)
+    cs: list[torch.Tensor] = []
+
+    def block(order: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        if not cs:
+            cs.append(c[order])
+        return q[lo:hi] @ cs[0].T
+
+    return _pass(block, q.shape[0], c.shape[0], relevant, candidate_groups, **kwargs)
 
 
 def caption_relevance(xids: Sequence[Sequence[str]], langs: Sequence[str | None],
@@ -398,6 +488,7 @@ def language_bias_table(bench: RetrievalBenchmark, query_emb, cand_emb, *, meta:
     """
     q_mod = np.array([qq.modality for qq in bench.queries])
     c_sel = np.flatnonzero(np.array([cd.modality for cd in bench.candidates]) == TEXT)
+    c_sel = c_sel[np.argsort([bench.candidates[j].lang or "\uffff" for j in c_sel], kind="stable")]
     if not len(c_sel):
         raise ConfigError(f"{bench.name}: no caption candidates; the language-bias measures need them.")
     q = _matrix(query_emb, "query_emb")
@@ -414,7 +505,7 @@ def language_bias_table(bench: RetrievalBenchmark, query_emb, cand_emb, *, meta:
     if len(img):
         rel = [pos[bench.relevant[i]][pos[bench.relevant[i]] >= 0] for i in img]
         res = pooled_bias_from_embeddings(q[torch.from_numpy(img)], caps, rel, langs, k=k, ks=(), ddof=ddof,
-                                          chunk_size=chunk_size)
+                                          with_ap=False, chunk_size=chunk_size)
         keys = row_keys(meta, bench.name, direction=IMAGE_TO_TEXT)
         rows += _rows(keys, NO_LANGUAGE, res, np.arange(len(img)), ["MRV", "MRV_z", "rank_distance_z"])
     if caption_setting:

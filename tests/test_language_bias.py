@@ -11,6 +11,7 @@ from hbkit.errors import DataError
 from hbkit.evaluation import ALL_LANGUAGES, COLUMNS, IMAGE_TO_TEXT, NO_LANGUAGE
 from hbkit.language_bias import (
     CAPTION_TO_CAPTION,
+    best_rank_by_language,
     caption_relevance,
     language_bias_table,
     pooled_bias,
@@ -193,12 +194,19 @@ def test_exclusion_matches_minus_inf_ranking_and_chunking():
     want = ranking_metrics(torch.from_numpy(s), rel, ks=(10,), candidate_groups=langs)
     for m in ["AP", "R@10", "rank_distance"]:
         np.testing.assert_allclose(got.per_query[m], want[m], rtol=1e-6)
-    chunked = pooled_bias(s, rel, langs, query_groups=langs, chunk_size=7)
+    chunked = pooled_bias(emb @ emb.T, rel, langs, query_groups=langs, exclude=np.arange(60), chunk_size=7)
     for m, v in got.per_query.items():
         np.testing.assert_allclose(chunked.per_query[m], v, rtol=1e-6, err_msg=m)
     np.testing.assert_allclose(chunked.shares, got.shares)
     np.testing.assert_allclose(got.shares.sum(1), 1.0)
     own = got.shares[np.arange(60), [ord(x) - ord("a") for x in langs]]
     np.testing.assert_allclose(got.per_query["own_language_top10_share"], own)
+    # the z-scored control of the sorted pass equals z-scoring the −inf matrix directly
+    best_z = best_rank_by_language(s, rel, langs, zscore=True)
+    np.testing.assert_allclose(got.per_query["rank_distance_z"], rank_spread(best_z)[0])
+    np.testing.assert_allclose(got.per_query["MRV_z"], rank_spread(best_z)[1])
+    np.testing.assert_allclose(got.shares, top_k_language_share(s, langs)[0])
     with pytest.raises(DataError):
-        pooled_bias(s, [[0, 1]] + [[]] * 59, langs, exclude=np.arange(60))
+        pooled_bias(emb @ emb.T, [[0, 1]] + [[]] * 59, langs, exclude=np.arange(60))
+    with pytest.raises(DataError):
+        pooled_bias(s, rel, langs)
