@@ -17,7 +17,8 @@ without a relevant candidate are left out. From these per-language ranks r_1..r_
 
 **z-scored control** (``rank_distance_z``, ``MRV_z``): per query row and per candidate
 language, that language's scores are replaced by (s − mean) / std over the language's
-candidates (population std; a language with std 0 is only centred; excluded candidates
+candidates (population std; a language with std 0 — below 1e-6 of its root-mean-square score, i.e.
+constant up to float32 rounding — is only centred; excluded candidates
 (score −inf) take no part and stay −inf; language-less candidates are left as they are).
 Ranks are then recomputed on the z-scored row. A language whose scores are all shifted up
 (a pure preference) no longer moves up, so what remains reflects quality.
@@ -116,7 +117,7 @@ def _zscore(s: torch.Tensor, codes: torch.Tensor, n_groups: int) -> torch.Tensor
     mean[:, n_groups] = 0
     dev = torch.where(finite, s - mean[:, idx], torch.zeros((), dtype=s.dtype))
     std = (_per_group_sum(dev * dev, idx, n_groups + 1) / cnt).sqrt()
-    std = torch.where(std > 0, std, torch.ones((), dtype=s.dtype))
+    std = torch.where(_nonzero_std(std, mean), std, torch.ones((), dtype=s.dtype))
     std[:, n_groups] = 1
     return (s - mean[:, idx]) / std[:, idx]
 
@@ -240,28 +241,35 @@ def _sorted_layout(codes: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, li
     return order, [(edges[g], edges[g + 1]) for g in range(n_groups)]
 
 
-def _zscore_spans(s: torch.Tensor, spans: list[tuple[int, int]], rows: torch.Tensor,
-                  cols: torch.Tensor) -> torch.Tensor:
-    """:func:`zscore_by_language` for columns sorted by language; (rows, cols) = excluded cells."""
+def _indicator(codes: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """One-hot (n_c, n_groups + 1) float32 language indicator; the last column = no language."""
+    return torch.nn.functional.one_hot(torch.where(codes >= 0, codes, n_groups), n_groups + 1).to(torch.float32)
+
+
+def _zscore_fast(s: torch.Tensor, ind: torch.Tensor, n_groups: int, rows: torch.Tensor,
+                 cols: torch.Tensor) -> torch.Tensor:
+    """:func:`zscore_by_language` with per-language sums as products with the indicator
+    ``ind`` (n_c, L + 1); (rows, cols) = excluded cells (−inf in ``s``, −inf in the result)."""
     z = s.clone()
     z[rows, cols] = 0
-    b = s.shape[0]
-    ns = []
-    for lo, hi in spans:
-        n = torch.full((b,), float(hi - lo))
-        hit = (cols >= lo) & (cols < hi)
-        n[rows[hit]] -= 1
-        n = n.clamp(min=1)
-        seg = z[:, lo:hi]
-        seg.sub_((seg.sum(1) / n)[:, None])
-        ns.append(n)
+    cnt = ind.sum(0).expand(s.shape[0], -1).clone()
+    cnt[rows] -= ind[cols]
+    cnt.clamp_(min=1)
+    mean = (z @ ind) / cnt
+    mean[:, n_groups] = 0
+    z.sub_(mean @ ind.T)
     z[rows, cols] = 0
-    for (lo, hi), n in zip(spans, ns):
-        seg = z[:, lo:hi]
-        std = torch.linalg.vector_norm(seg, dim=1) / n.sqrt()
-        seg.div_(torch.where(std > 0, std, torch.ones((), dtype=std.dtype))[:, None])
+    std = ((z * z) @ ind / cnt).sqrt()
+    inv = torch.where(_nonzero_std(std, mean), 1 / std, torch.ones((), dtype=std.dtype))
+    inv[:, n_groups] = 1
+    z.mul_(inv @ ind.T)
     z[rows, cols] = float("-inf")
     return z
+
+
+def _nonzero_std(std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """std counts as 0 below 1e-6 of the root-mean-square score (float32 rounding of a constant)."""
+    return std > 1e-6 * (mean * mean + std * std).sqrt()
 
 
 def _shares_sorted(s: torch.Tensor, codes: torch.Tensor, n_groups: int, k: int) -> torch.Tensor:
@@ -289,8 +297,8 @@ def _shares_sorted(s: torch.Tensor, codes: torch.Tensor, n_groups: int, k: int) 
 
 def _pass(block: Callable[[torch.Tensor, int, int], torch.Tensor], n_q: int, n_c: int, relevant,
           candidate_groups, *, query_groups=None, exclude=None, k: int = 10, ks: Sequence[int] = (10,),
-          ddof: int = 0, with_ap: bool = True, chunk_size: int | None = None) -> PooledBias:
-    """One chunked pass; ``block(order, lo, hi)`` returns the scores of queries lo:hi with the
+          ddof: int = 0, with_ap: bool = True, chunk_size: int | None = None, check: bool = True) -> PooledBias:
+    """One chunked pass (``check``: refuse non-finite scores); ``block(order, lo, hi)`` returns the scores of queries lo:hi with the
     columns in ``order`` (candidates sorted by language), float32 (hi − lo, n_c)."""
     if int(k) < 1 or any(int(x) < 1 for x in ks):
         raise ConfigError(f"k and ks must be positive integers, got k={k}, ks={list(ks)}.")
@@ -310,13 +318,14 @@ def _pass(block: Callable[[torch.Tensor, int, int], torch.Tensor], n_q: int, n_c
             raise DataError(f"exclude must be one candidate index (or -1) per query, in [0, {n_c}).")
         if bool(((rel_all == ex[:, None]) & (ex[:, None] >= 0)).any()):
             raise DataError("A query's excluded (own) candidate is listed as relevant to it.")
-    order, spans = _sorted_layout(codes, L)
+    order, _ = _sorted_layout(codes, L)
     inv = torch.empty(n_c + 1, dtype=torch.int64)
     inv[order] = torch.arange(n_c)
     inv[n_c] = -1
     rel_all = inv[torch.where(rel_all >= 0, rel_all, n_c)]  # indices into the sorted columns
     ex = inv[torch.where(ex >= 0, ex, n_c)]
     codes_s = codes[order]
+    ind = _indicator(codes_s, L)
     q_codes = None
     if query_groups is not None:
         index = {x: i for i, x in enumerate(names)}
@@ -329,7 +338,7 @@ def _pass(block: Callable[[torch.Tensor, int, int], torch.Tensor], n_q: int, n_c
     for lo in range(0, n_q, step):
         hi = min(n_q, lo + step)
         s = block(order, lo, hi).to(torch.float32)
-        if not torch.isfinite(s).all():
+        if check and not torch.isfinite(s).all():
             raise DataError("scores must be finite (NaN/inf found): re-encode with a valid model; "
                             "use `exclude` to leave a candidate out.")
         e = ex[lo:hi]
@@ -364,7 +373,7 @@ def _pass(block: Callable[[torch.Tensor, int, int], torch.Tensor], n_q: int, n_c
                 rec = (valid & (r <= x)).sum(1).double() / n_rel.clamp(min=1)
                 out[f"R@{x}"].append(rec.masked_fill(n_rel == 0, float("nan")).numpy())
         shares.append(_shares_sorted(s, codes_s, L, int(k)).numpy())
-        z = _zscore_spans(s, spans, rows, cols)
+        z = _zscore_fast(s, ind, L, rows, cols)
         del s
         best_z = relevant_ranks(z, best_idx).astype(np.float64)
         del z
@@ -420,7 +429,7 @@ def pooled_bias_from_embeddings(query_emb, cand_emb, relevant, candidate_groups,
     key = torch.where(codes >= 0, codes, len(names))
     if bool((key[1:] >= key[:-1]).all()):  # already sorted by language: no copy
         return _pass(lambda order, lo, hi: q[lo:hi] @ c.T, q.shape[0], c.shape[0], relevant, candidate_groups,
-                     **kwargs)
+                     check=False, **kwargs)
     cs: list[torch.Tensor] = []
 
     def block(order: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -428,7 +437,7 @@ def pooled_bias_from_embeddings(query_emb, cand_emb, relevant, candidate_groups,
             cs.append(c[order])
         return q[lo:hi] @ cs[0].T
 
-    return _pass(block, q.shape[0], c.shape[0], relevant, candidate_groups, **kwargs)
+    return _pass(block, q.shape[0], c.shape[0], relevant, candidate_groups, check=False, **kwargs)
 
 
 def caption_relevance(xids: Sequence[Sequence[str]], langs: Sequence[str | None],
