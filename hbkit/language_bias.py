@@ -17,10 +17,10 @@ without a relevant candidate are left out. From these per-language ranks r_1..r_
 
 **z-scored control** (``rank_distance_z``, ``MRV_z``): per query row and per candidate
 language, that language's scores are replaced by (s − mean) / std over the language's
-candidates (population std; a language with std 0 — below 1e-6 of its root-mean-square score, i.e.
-constant up to float32 rounding — is only centred; excluded candidates
-(score −inf) take no part and stay −inf; language-less candidates are left as they are).
-Ranks are then recomputed on the z-scored row. A language whose scores are all shifted up
+candidates (population std; a language with std 0 — below 1e-6 of its root-mean-square
+score, i.e. constant up to float32 rounding — is only centred; excluded candidates (score
+−inf) take no part and stay −inf; language-less candidates are left as they are). Ranks
+are then recomputed on the z-scored row. A language whose scores are all shifted up
 (a pure preference) no longer moves up, so what remains reflects quality.
 
 **Top-k language share** (``top10_share:<lang>`` for k = 10): per query, the fraction of its
@@ -47,7 +47,16 @@ MRV and the language shares.
 direction :data:`CAPTION_TO_CAPTION` and one row per query language. ``value`` is the mean
 over the queries with a defined value (``n_queries``). The image rows hold only the measures
 above (mAP, R@10 and the raw rank distance of image→text come from
-:func:`hbkit.evaluation.evaluate_embeddings`).
+:func:`hbkit.evaluation.evaluate_embeddings`). :data:`CAPTION_TO_CAPTION` is not one of
+:data:`hbkit.evaluation.DIRECTIONS`.
+
+**Cost.** Candidates are sorted by language once. Per chunk (``chunk_size`` queries; by
+default a float32 block of about :data:`BLOCK_BYTES`): one score product, the ranks of each
+language's best relevant candidate only (L per query, :func:`hbkit.metrics.relevant_ranks`;
+z-scoring is increasing within a language, so the same candidates are ranked again on the
+z-scored block), per-language means and stds as products with a one-hot language
+indicator, and ``torch.topk`` plus one scan for ties at the k-th score. AP and R@k (caption
+setting) rank every relevant candidate.
 """
 from __future__ import annotations
 
