@@ -42,6 +42,8 @@ bench: $(STAMP)
 	$(PY) bench/bench_eval.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_search.py
+	$(PY) bench/bench_tlm.py
+	$(PY) bench/bench_image_text_eval.py
 
 clean:
 	rm -rf $(OUTPUT_DIR)/test
