@@ -72,3 +72,15 @@ def from_dict(cls, values: dict, where: str = ""):
 
 def to_dict(obj) -> dict:
     return dataclasses.asdict(obj)
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int (any integral type, not bool); ConfigError otherwise."""
+    import operator
+
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        return operator.index(seed)
+    except TypeError:
+        raise ConfigError(f"seed must be an integer, got {seed!r}.") from None

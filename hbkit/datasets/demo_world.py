@@ -36,13 +36,13 @@ Test entities have unseen names (new syllable combinations), so this must genera
 from __future__ import annotations
 
 import hashlib
-import operator
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
+from hbkit.config import check_seed
 from hbkit.errors import ConfigError, UnknownLanguageError
 from hbkit.languages import LANGUAGES, check_language, script_of
 from hbkit.parallel import ParallelDataset, ParallelItem
@@ -454,12 +454,7 @@ def make_demo_world(seed: int = 0, languages: Iterable[str] | None = None,
         attributes_per_entity: sentences per paragraph (2 to 6).
     """
     start = time.perf_counter()
-    try:
-        if isinstance(seed, bool):
-            raise TypeError
-        seed = operator.index(seed)
-    except TypeError:
-        raise ConfigError(f"seed must be an integer, got {seed!r}.") from None
+    seed = check_seed(seed)
     train_langs = _check_langs(languages, DEFAULT_TRAIN_LANGUAGES, "languages")
     eval_only = _check_langs(eval_only_languages, (), "eval_only_languages")
     if len(train_langs) < 2:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import operator
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from hbkit.benchmark import RetrievalBenchmark
 from hbkit.datasets.demo_world import (_COGNATE_SHARE, _GRAMMARS, DEFAULT_TRAIN_LANGUAGES, _check_langs,
                                        _check_size, _CASED, _render, _render_year, _rng, _word)
 from hbkit.datasets.images import ImageCaptionSet
+from hbkit.config import check_seed
 from hbkit.errors import ConfigError, DataError
 from hbkit.languages import LANGUAGES, check_language, script_of
 from hbkit.parallel import ImageRef, ParallelDataset
@@ -392,12 +392,7 @@ def make_image_world(seed: int = 0, n_train_images: int = 500, n_test_images: in
         out_dir: if given, the images are written there (:meth:`ImageWorld.write_images`).
         eval_only_languages: languages only in the benchmark (default el); must not overlap.
     """
-    try:
-        if isinstance(seed, bool):
-            raise TypeError
-        seed = operator.index(seed)
-    except TypeError:
-        raise ConfigError(f"seed must be an integer, got {seed!r}.") from None
+    seed = check_seed(seed)
     n_train = _check_size("n_train_images", n_train_images)
     n_test = _check_size("n_test_images", n_test_images)
     if n_train + n_test > N_SCENES:
