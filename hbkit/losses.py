@@ -1,4 +1,5 @@
-"""Contrastive InfoNCE loss with in-batch and hard negatives (PROTOCOL §1.1)."""
+"""Contrastive losses: InfoNCE with in-batch and hard negatives for text (PROTOCOL §1.1), and CLIP's
+symmetric image–text loss with several captions per image (PROTOCOL §2.1, 1-to-K)."""
 from __future__ import annotations
 
 import math
@@ -7,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hbkit.engine import distributed as hdist
 from hbkit.engine.distributed import gather_varlen_with_grad, gather_with_grad, rank
-from hbkit.errors import ConfigError
+from hbkit.errors import ConfigError, DataError
 
 DENOMINATORS = ("batch", "paper")
 
@@ -71,3 +73,107 @@ class InfoNCELoss(nn.Module):
             mask[torch.arange(b), targets] = False
             logits = logits.masked_fill(mask, float("-inf"))
         return F.cross_entropy(logits, targets)
+
+
+# ----------------------------------------------------------------------------- CLIP
+
+
+def _gather_ids(ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All processes' ids (n_r,) concatenated in rank order, and this process's offset (no gradient)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    size = torch.tensor([ids.shape[0]], device=ids.device)
+    sizes = [torch.empty_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    counts = [int(s) for s in sizes]
+    width = max(counts)
+    padded = torch.cat([ids, ids.new_zeros(width - ids.shape[0])])
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded.contiguous())
+    r = dist.get_rank()
+    return torch.cat([p[:c] for p, c in zip(parts, counts)]), sum(counts[:r])
+
+
+def _global(features: torch.Tensor, ids: torch.Tensor, gather: bool) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(all features with gradients, all ids, this process's row offset, world size used)."""
+    if gather and hdist.world_size() > 1:
+        all_ids, offset = _gather_ids(ids)
+        return hdist.gather_varlen_with_grad(features), all_ids, offset, hdist.world_size()
+    return features, ids, 0, 1
+
+
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, image_groups: torch.Tensor,
+              text_groups: torch.Tensor, logit_scale: torch.Tensor, gather: bool = True) -> dict[str, torch.Tensor]:
+    """Symmetric multi-positive InfoNCE between images and captions (module docstring).
+
+    Args:
+        image_features: (M, d) L2-normalised image embeddings of this process.
+        text_features: (B, d) L2-normalised caption embeddings of this process.
+        image_groups: (M,) int64 group ids of the images; a group repeated (here or in another
+            process) is one image: only its first occurrence is a candidate and a query.
+        text_groups: (B,) int64 group ids of the captions; each must have its image in the batch.
+        logit_scale: scalar multiplier of the cosine similarities (``exp`` of open_clip's parameter).
+        gather: all-gather features across processes (``False``: this process's batch only).
+
+    Returns ``{"loss": (i2t + t2i) / 2, "i2t": ..., "t2i": ...}``. ``t2i`` is the mean over
+    captions of the cross-entropy of each caption against the (deduplicated) images; ``i2t`` the
+    mean over images of the cross-entropy against all captions with the image's target spread
+    uniformly over its captions. Each process returns its rows' sum scaled by
+    ``world_size / global count``: the local mean when processes hold equal shares, and in
+    every case the global mean once gradients are averaged over processes.
+    """
+    if image_features.ndim != 2 or text_features.ndim != 2 or image_features.shape[1] != text_features.shape[1]:
+        raise DataError(f"clip_loss needs (M, d) image and (B, d) text features, got {tuple(image_features.shape)} "
+                        f"and {tuple(text_features.shape)}.")
+    if image_groups.shape != image_features.shape[:1] or text_groups.shape != text_features.shape[:1]:
+        raise DataError("clip_loss: one group id per image row and per caption row is needed.")
+    all_t, all_tg, _, world = _global(text_features, text_groups, gather)
+    all_v, all_vg, v_off, _ = _global(image_features, image_groups, gather)
+    m_all = all_vg.shape[0]
+    pos = torch.arange(m_all, device=all_vg.device)
+    earlier_same = (all_vg[:, None] == all_vg[None, :]) & (pos[None, :] < pos[:, None])
+    first = ~earlier_same.any(1)                       # (M_all,) first occurrence of each group
+    cand = first.nonzero().squeeze(1)
+    cand_v, cand_g = all_v[cand], all_vg[cand]        # (U, d), (U,)
+    match = text_groups[:, None] == cand_g[None, :]   # (B, U): each caption's image
+    if not bool(match.any(1).all()):
+        raise DataError("A caption's image is missing from the batch: the collator must provide one image per "
+                        "group of the batch (image_groups) for every caption (text_groups).")
+    target = match.to(torch.int8).argmax(1)
+    logits_t = logit_scale * text_features @ cand_v.T
+    t2i = F.cross_entropy(logits_t, target, reduction="sum") * (world / all_t.shape[0])
+    mine = first[v_off:v_off + image_features.shape[0]]
+    rows_v, rows_g = image_features[mine], image_groups[mine]
+    logits_i = logit_scale * rows_v @ all_t.T         # (M_kept, B_all)
+    soft = (rows_g[:, None] == all_tg[None, :]).to(logits_i.dtype)
+    soft = soft / soft.sum(1, keepdim=True).clamp(min=1)
+    i2t = -(soft * F.log_softmax(logits_i, dim=1)).sum() * (world / cand.numel())
+    return {"loss": (i2t + t2i) / 2, "i2t": i2t, "t2i": t2i}
+
+
+def text_text_loss(text_features: torch.Tensor, text_groups: torch.Tensor, logit_scale: torch.Tensor,
+                   gather: bool = True) -> torch.Tensor:
+    """Multi-positive caption–caption InfoNCE over the batch (the optional text–text term).
+
+    Each caption (B, d) is a query against every other caption of the (global) batch; its
+    positives are the other captions of its group (its image's captions in other languages,
+    present in 1-to-K batches), with uniform soft targets; a caption without one adds nothing.
+    Returns the mean over the captions that have a positive (0 when none has)."""
+    all_t, all_tg, t_off, world = _global(text_features, text_groups, gather)
+    b = text_features.shape[0]
+    own = torch.arange(b, device=text_features.device) + t_off
+    logits = logit_scale * text_features @ all_t.T     # (B, B_all)
+    is_self = torch.zeros_like(logits, dtype=torch.bool)
+    is_self[torch.arange(b), own] = True
+    logits = logits.masked_fill(is_self, float("-inf"))
+    positive = (text_groups[:, None] == all_tg[None, :]) & ~is_self
+    has = positive.any(1)
+    counts = (all_tg[:, None] == all_tg[None, :]).sum(1)
+    n_global = int((counts > 1).sum())
+    if n_global == 0:
+        return text_features.sum() * 0.0
+    logp = F.log_softmax(logits[has], dim=1)
+    pos = positive[has]
+    soft = pos.to(logp.dtype) / pos.sum(1, keepdim=True)
+    return -(torch.where(pos, logp, torch.zeros_like(logp)) * soft).sum() * (world / n_global)

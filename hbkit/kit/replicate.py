@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hbkit.engine.atomic import atomic_path
+from hbkit.engine.checkpoint import is_finished
 from hbkit.errors import HbkitError
 from hbkit.kit.experiment import RunSpec, resolve_output_dir, run_label
 from hbkit.kit.profiles import get_profile
@@ -172,7 +173,7 @@ def plan(profile: str, out_root: Path) -> list[Job]:
         tag = f"{spec.model}_{spec.label}_seed{spec.seed}"
         what = (f"{spec.model} " if len(models) > 1 else "") + f"{spec.label} seed{spec.seed}"
         train_nb = nb_dir / f"02_train_{tag}.ipynb"
-        if not ((spec.run_dir / "train_state.json").exists() and train_nb.exists()):
+        if not (is_finished(spec.run_dir) and train_nb.exists()):
             jobs.append(Job("02_train.ipynb", train_nb, params, f"02_train {what}"))
         eval_nb = nb_dir / f"03_evaluate_{tag}.ipynb"
         if not ((spec.run_dir / "results.csv").exists() and eval_nb.exists()):
