@@ -30,7 +30,7 @@ unit-test: $(STAMP)
 # notebooks under nbval (cells marked NBVAL_CHECK_OUTPUT must reproduce their outputs).
 notebook-test: $(STAMP)
 	HBKIT_PROGRESS=0 $(PY) -m hbkit.kit.replicate --profile test --output-dir $(OUTPUT_DIR) --fresh
-	HBKIT_PROGRESS=0 HBKIT_EXECUTED_NOTEBOOKS=$(abspath $(OUTPUT_DIR))/test/notebooks \
+	HBKIT_PROGRESS=0 HBKIT_REQUIRE_EXECUTED=1 HBKIT_EXECUTED_NOTEBOOKS=$(abspath $(OUTPUT_DIR))/test/notebooks \
 		$(PY) -m pytest -q -rs -p no:cacheprovider tests/test_notebooks.py tests/test_figures.py
 	HBKIT_PROGRESS=0 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(OUTPUT_DIR)/test/notebooks
 

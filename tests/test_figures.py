@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail as _skip_or_fail
+
 from hbkit.errors import DataError
 from hbkit.kit import figures
 
@@ -23,7 +25,7 @@ def _test_output() -> Path:
 
     specs = [run_spec("test", str(root.parent), "tiny-xlmr", s, 0) for s in ("X-X", "X-Y")]
     if not all((spec.run_dir / "model").is_dir() for spec in specs):
-        pytest.skip(f"no trained X-X and X-Y runs of the test profile under {root} (absent, or from an older "
+        _skip_or_fail(f"no trained X-X and X-Y runs of the test profile under {root} (absent, or from an older "
                     "run layout): `make notebook-test` makes them")
     return root
 

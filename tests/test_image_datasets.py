@@ -312,7 +312,7 @@ def test_multi30k_task2_five_captions_per_image(tmp_path):
     assert [ds.item(1, "de", k).query for k in range(5)] == [f"de caption {n} of image 2" for n in range(1, 6)]
     bench = read_multi30k(tmp_path / "data", "val", task=2, images=tmp_path / "images").to_benchmark(["en"])
     assert len(bench.queries) == 3 + 15 and len(bench.relevant[0]) == 1 + 5
-    with pytest.raises(UnknownLanguageError):
+    with pytest.raises(UnknownLanguageError, match="'fr'"):
         read_multi30k(tmp_path / "data", "val", task=2, languages=["fr"], images=tmp_path / "images")
 
 
@@ -582,5 +582,5 @@ def test_image_caption_set_checks():
         ImageCaptionSet("toy", ("1",), (ref,), {"en": ((), ())})
     s = ImageCaptionSet("toy", ("1",), (ref,), {"en": (("a cat",),), "de": ((),)})
     assert s.languages == ["en"] and s.num_captions("de") == 0
-    with pytest.raises(UnknownLanguageError):
+    with pytest.raises(UnknownLanguageError, match=r"'de' \(German\) is not available there. Use one of: en"):
         s.to_dataset(["de"])

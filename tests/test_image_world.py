@@ -87,7 +87,7 @@ def test_shapes_and_colours_differ():
     assert sums["square"] > sums["circle"] > sums["diamond"] and sums["triangle"] < sums["square"]
     assert len({m.tobytes() for m in masks.values()}) == len(SHAPES)
     assert len({tuple(v) for v in COLOURS.values()} | {BACKGROUND}) == len(COLOURS) + 1
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="Unknown shape 'hexagon'"):
         render_scene("hexagon", "red", "small", 1, "centre")
 
 
@@ -229,8 +229,11 @@ def test_options_and_errors():
     assert w.languages == ("en", "ru") and w.train.num_items == 10 * 2 * 1
     assert len(w.benchmark.queries) == 4 + 4 * 2
     assert len(make_image_world(n_train_images=N_SCENES - 1, n_test_images=1).scenes) == N_SCENES
-    for kwargs in ({"n_train_images": N_SCENES, "n_test_images": 1}, {"captions_per_language": N_TEMPLATES + 1},
-                   {"languages": ["en"]}, {"languages": ["en", "el"]}, {"image_size": 8}, {"seed": "x"}):
-        with pytest.raises(ConfigError):
+    for kwargs, msg in (({"n_train_images": N_SCENES, "n_test_images": 1}, "840 distinct scenes"),
+                        ({"captions_per_language": N_TEMPLATES + 1}, "between 1 and 4"),
+                        ({"languages": ["en"]}, "at least 2 training languages"),
+                        ({"languages": ["en", "el"]}, "both training and eval-only"),
+                        ({"image_size": 8}, "image_size must be"), ({"seed": "x"}, "seed must be an integer")):
+        with pytest.raises(ConfigError, match=msg):
             make_image_world(**{"n_train_images": 10, "n_test_images": 2, **kwargs})
     assert len(POSITIONS) * len(SHAPES) * len(COLOURS) * len(SIZES) * len(COUNTS) == N_SCENES

@@ -52,3 +52,18 @@ def test_compare_with_paper_aligns_and_measures_differences():
     assert "paper 0.798" in wide.loc["mean", ("monolingual", "map", "hybrid")]
     t1 = table1(cmp)
     assert t1.loc[("xlm-r", "hybrid"), ("paper", "xquad-r", "monolingual")] == pytest.approx(0.798, abs=1e-3)
+
+
+def test_pretraining_table_puts_the_two_profiles_side_by_side():
+    import pandas as pd
+
+    from hbkit.kit.report import pretraining_table
+
+    def head(offset):
+        return pd.DataFrame([dict(model="m", strategy=s, seed=k, benchmark="b", direction="text→text",
+                                  setting="monolingual", metric="mAP", value=v + offset + k / 10)
+                             for s, v in (("X-X", 0.9), ("X-Y", 0.8), ("hybrid", 0.85)) for k in (0, 1)])
+    t = pretraining_table(head(0.0), head(-0.5))
+    assert list(t.columns) == ["X-X", "X-Y", "hybrid"]
+    assert t.loc[("monolingual", "mAP", "MLM"), "X-Y"] == pytest.approx(0.85)  # mean of 0.8 and 0.9 over seeds
+    assert t.loc[("monolingual", "mAP", "MLM + TLM"), "X-X"] == pytest.approx(0.45)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import io
 import itertools
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -50,6 +49,7 @@ from hbkit.datasets.demo_world import (_COGNATE_SHARE, _GRAMMARS, DEFAULT_TRAIN_
                                        _check_size, _CASED, _render, _render_year, _rng, _word)
 from hbkit.datasets.images import ImageCaptionSet
 from hbkit.config import check_seed
+from hbkit.engine.atomic import atomic_path
 from hbkit.errors import ConfigError, DataError
 from hbkit.languages import LANGUAGES, check_language, script_of
 from hbkit.parallel import ImageRef, ParallelDataset
@@ -347,14 +347,8 @@ class ImageWorld:
             data = self.png_bytes(sc.image_id)
             if path.is_file() and path.read_bytes() == data:
                 continue
-            fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-", suffix=".png")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
         self.image_root = str(root)
         return root
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hbkit.benchmark import RetrievalBenchmark
+from hbkit.engine.checkpoint import is_finished
 from hbkit.errors import ConfigError, DataError
 from hbkit.metrics import relevant_ranks
 from hbkit.parallel import ParallelDataset
@@ -184,7 +185,7 @@ def rank_example(profile: str, output_dir: str, model: str | None = None, seed: 
     prof = get_profile(profile)
     model = model or prof["models"][0]
     specs = {s: run_spec(profile, output_dir, model, s, seed) for s in strategies}
-    missing = [f"{s} ({spec.run_dir})" for s, spec in specs.items() if not (spec.run_dir / "model").is_dir()]
+    missing = [f"{s} ({spec.run_dir})" for s, spec in specs.items() if not is_finished(spec.run_dir)]
     if missing:
         raise DataError(f"no trained model yet for {model} seed {seed} under {', '.join(missing)}; train "
                         "those runs (notebook 02 or `make replicate`) to see their ranks side by side.")

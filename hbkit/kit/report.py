@@ -85,3 +85,16 @@ def table1(cmp: pd.DataFrame) -> pd.DataFrame:
     d = cmp[(cmp.metric == "map") & (cmp.query_language == "mean") & cmp.table.isin(["T3", "T4", "T5", "T6"])]
     return d.pivot_table(index=["model", "strategy"], columns=["dataset", "setting"],
                          values=["ours", "paper"], aggfunc="first")
+
+
+def pretraining_table(head: pd.DataFrame, tlm_head: pd.DataFrame,
+                      metrics: tuple[str, ...] = ("mAP", "rank_distance")) -> pd.DataFrame:
+    """The demo beside the ``demo-tlm`` profile: mean over seeds of ``metrics`` per setting, pre-training
+    (MLM, MLM + TLM) and strategy (columns X-X, X-Y, hybrid), from two :func:`hbkit.evaluation.headline` tables."""
+    both = pd.concat([head.assign(pretraining="MLM"), tlm_head.assign(pretraining="MLM + TLM")], ignore_index=True)
+    if "direction" in both.columns:
+        both = both[both.direction == "text→text"]
+    both = both[both.metric.isin(metrics) & both.strategy.isin(["X-X", "X-Y", "hybrid"])]
+    table = both.pivot_table(index=["setting", "metric", "pretraining"], columns="strategy", values="value",
+                             aggfunc="mean")
+    return table[[s for s in ("X-X", "X-Y", "hybrid") if s in table.columns]]
