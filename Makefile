@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hbkit-installed
-PROFILE ?= demo
+# the text toy and the image–text toy; `make replicate PROFILE=demo` runs the text part alone
+PROFILE ?= demo demo-image
 OUTPUT_DIR ?= runs
 
 .PHONY: env replicate test unit-test notebook-test figures bench clean
@@ -29,14 +30,15 @@ unit-test: $(STAMP)
 # (no warnings, no stray outputs) and the figures made from them, then re-runs the executed
 # notebooks under nbval (cells marked NBVAL_CHECK_OUTPUT must reproduce their outputs).
 notebook-test: $(STAMP)
-	HBKIT_PROGRESS=0 $(PY) -m hbkit.kit.replicate --profile test --output-dir $(OUTPUT_DIR) --fresh
+	HBKIT_PROGRESS=0 $(PY) -m hbkit.kit.replicate --profile test test-image --output-dir $(OUTPUT_DIR) --fresh
 	HBKIT_PROGRESS=0 HBKIT_REQUIRE_EXECUTED=1 HBKIT_EXECUTED_NOTEBOOKS=$(abspath $(OUTPUT_DIR))/test/notebooks \
-		$(PY) -m pytest -q -rs -p no:cacheprovider tests/test_notebooks.py tests/test_figures.py
-	HBKIT_PROGRESS=0 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(OUTPUT_DIR)/test/notebooks
+		HBKIT_EXECUTED_IMAGE_NOTEBOOKS=$(abspath $(OUTPUT_DIR))/test-image/notebooks \
+		$(PY) -m pytest -q -rs -p no:cacheprovider tests/test_notebooks.py tests/test_image_notebooks.py tests/test_figures.py
+	HBKIT_PROGRESS=0 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(OUTPUT_DIR)/test/notebooks $(OUTPUT_DIR)/test-image/notebooks
 
 # The README's figures (docs/*.png) from a finished replication: `make replicate` first (demo by default).
 figures: $(STAMP)
-	$(PY) -m hbkit.kit.figures --profile $(PROFILE) --output-dir $(OUTPUT_DIR) --to docs
+	$(PY) -m hbkit.kit.figures --profile $(firstword $(PROFILE)) --output-dir $(OUTPUT_DIR) --to docs
 
 bench: $(STAMP)
 	$(PY) bench/bench_eval.py
@@ -46,4 +48,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_image_text_eval.py
 
 clean:
-	rm -rf $(OUTPUT_DIR)/test
+	rm -rf $(OUTPUT_DIR)/test $(OUTPUT_DIR)/test-image

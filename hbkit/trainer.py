@@ -45,7 +45,7 @@ from hbkit.config import check_types
 from hbkit.errors import ConfigError, TrainingDivergedError
 from hbkit.models.base import RetrievalModel
 from hbkit.parallel import ParallelDataset
-from hbkit.samplers import HYBRID, make_sampler
+from hbkit.samplers import HYBRID, ONE_TO_K, make_sampler
 
 log = logging.getLogger("hbkit.trainer")
 
@@ -57,8 +57,9 @@ NOT_IDENTITY = ("val_every_log", "checkpoint_every", "log_every", "device", "sho
 class TrainConfig:
     """Training hyperparameters (paper: AdamW, lr 3e-5, weight decay 0.01, batch 100). Validated on creation."""
 
-    strategy: str = "hybrid"          # "X-X", "X-Y" or "hybrid"
+    strategy: str = "hybrid"          # "X-X", "X-Y", "hybrid" or "1-to-K" (image–caption data)
     alpha: float = 0.5                # probability of an X-X batch under "hybrid"
+    one_to_k: int = 0                 # K, caption languages per image under "1-to-K" (0: all training languages)
     batch_size: int = 32              # global batch (pairs)
     max_steps: int = 300
     lr: float = 3e-5
@@ -94,7 +95,7 @@ class TrainConfig:
         for name in ("batch_size", "max_steps", "val_batches", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("val_every", "patience", "grad_cache_chunk", "loader_workers"):
+        for name in ("val_every", "patience", "grad_cache_chunk", "loader_workers", "one_to_k"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not self.lr > 0:
@@ -111,6 +112,8 @@ class TrainConfig:
         d = {k: v for k, v in asdict(self).items() if k not in NOT_IDENTITY}
         if str(self.strategy).strip().lower() != HYBRID:
             d.pop("alpha")
+        if str(self.strategy).strip().lower() != ONE_TO_K.lower():
+            d.pop("one_to_k")
         return d
 
 
@@ -185,10 +188,12 @@ class Trainer:
                 "image and text together). Use grad_cache_chunk=0 and a smaller batch or more GPUs.")
         model.configure_training(config)
         alpha = config.alpha if str(config.strategy).strip().lower() == HYBRID else None
+        extra = {"k": config.one_to_k} if config.one_to_k and str(config.strategy).strip().lower() == \
+            ONE_TO_K.lower() else {}
         # Fail early on sampler problems (bad alpha, too large batch, missing language).
         self.sampler = make_sampler(config.strategy, self.datasets, config.batch_size, alpha=alpha,
                                     languages=config.languages, seed=config.seed, rank=self.rank,
-                                    world_size=self.world_size)
+                                    world_size=self.world_size, **extra)
         self.identity = {"train": config.identity(), "model": getattr(model, "identity", lambda: {})(),
                          "data": [{"name": d.name, "groups": len(d), "items": d.num_items, "languages": d.languages}
                                   for d in self.datasets], **(identity or {})}

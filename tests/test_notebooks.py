@@ -66,7 +66,7 @@ def test_sources_start_with_a_silent_install_cell_and_plain_parameters(path):
 
 
 def test_every_notebook_was_executed(executed):
-    stems = {s.stem for s in SOURCES}
+    stems = {s.stem for s in SOURCES if s.stem < "06"}  # 06-09: the image–text half (test_image_notebooks)
     assert stems == {"01_batches", "02_train", "03_evaluate", "04_compare", "05_report"}
     for stem in stems:
         assert any(name.startswith(stem) for name in executed), f"no executed {stem}"

@@ -8,7 +8,12 @@ Layout under ``<output_dir>/<profile>/``::
     figures/                           PNG figures
     results.csv                        all runs' tidy results
 
-``label`` is the strategy ("X-X", "X-Y", "hybrid"), or "hybrid-alpha0.25" for an α-sweep run.
+``label`` is the strategy ("X-X", "X-Y", "hybrid", "1-to-K"), "hybrid-alpha0.25" for an α-sweep
+run, "1-to-K-images" for a 1-to-K run whose batches hold as many images as the others' (K times
+the captions), and "zero-shot" for the evaluation of a model before fine-tuning.
+
+Profiles with ``"family": "clip"`` train image–text models; their data, models and leak guard are
+in :mod:`hbkit.kit.image_text`.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from hbkit.engine.atomic import write_csv
 from hbkit.config import check_types
 from hbkit.errors import ConfigError, DataError, UnknownModelError
 from hbkit.datasets import registry
+from hbkit.kit import image_text  # noqa: F401 (registers the "image-world" data kinds)
 from hbkit.kit.profiles import get_profile
 from hbkit.trainer import TrainConfig
 
@@ -62,6 +68,20 @@ def run_label(strategy: str, alpha: float, default_alpha: float = 0.5) -> str:
     return strategy
 
 
+ZERO_SHOT = "zero-shot"
+
+
+def one_to_k_label(batch_size: int, profile_batch: int, k: int) -> str:
+    """``1-to-K`` at the profile's batch size (as many captions per step as the other strategies, so
+    ``1/K`` as many images); ``1-to-K-images`` at K times it (as many images per step); else
+    ``1-to-K-b<batch size>``."""
+    if batch_size == profile_batch:
+        return "1-to-K"
+    if k and batch_size == profile_batch * k:
+        return "1-to-K-images"
+    return f"1-to-K-b{batch_size}"
+
+
 @dataclass
 class RunSpec:
     """What a notebook run is asked to do (the notebook's parameters, type-checked)."""
@@ -83,8 +103,11 @@ class RunSpec:
         if self.model not in models:
             raise UnknownModelError(f"Unknown model {self.model!r} for profile {self.profile!r}. "
                                     f"Choose one of: {', '.join(sorted(models))}.")
-        if self.strategy not in ("X-X", "X-Y", "hybrid"):
-            raise ConfigError(f"Unknown strategy {self.strategy!r}: choose X-X, X-Y or hybrid.")
+        allowed = ("X-X", "X-Y", "hybrid") + (("1-to-K",) if prof.get("family") == "clip" else ())
+        if self.strategy not in allowed:
+            extra = "" if "1-to-K" in allowed else " (1-to-K is for image–text profiles)"
+            raise ConfigError(f"Unknown strategy {self.strategy!r} for profile {self.profile!r}: choose "
+                              f"{', '.join(allowed)}{extra}.")
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}; it is the probability of an X-X batch.")
 
@@ -98,7 +121,10 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        return run_label(self.strategy, self.alpha, get_profile(self.profile)["train"]["alpha"])
+        t = get_profile(self.profile)["train"]
+        if self.strategy == "1-to-K":
+            return one_to_k_label(self.batch_size, t["batch_size"], int(t.get("one_to_k", 0)))
+        return run_label(self.strategy, self.alpha, t["alpha"])
 
     @property
     def run_dir(self) -> Path:
@@ -158,8 +184,17 @@ def resolve_run(spec: RunSpec) -> RunConfig:
     strategy, alpha = canonical_strategy(spec.strategy, spec.alpha)
     train = TrainConfig(**{**t, "strategy": strategy, "alpha": alpha, "seed": spec.seed,
                            "max_steps": spec.max_steps, "batch_size": spec.batch_size, "lr": spec.lr})
-    assets = {k: prof[k] for k in ("world", "tiny_model") if k in prof and spec.model in TINY_MODELS}
-    evaluation = {"use_context": bool(prof.get("evaluation", {}).get("use_context", False))}
+    if prof.get("family") == "clip":
+        from hbkit.kit.image_text import TINY_CLIPS, tiny_clip_recipe
+
+        encoder = dict(prof.get("clip", {}))
+        assets = ({"image_world": prof["image_world"]} if "image_world" in prof else {})
+        if spec.model in TINY_CLIPS:
+            assets["tiny_clip"] = tiny_clip_recipe(spec.profile, spec.model)
+        evaluation = {"family": "clip", **prof.get("evaluation", {})}
+    else:
+        assets = {k: prof[k] for k in ("world", "tiny_model") if k in prof and spec.model in TINY_MODELS}
+        evaluation = {"use_context": bool(prof.get("evaluation", {}).get("use_context", False))}
     cfg = RunConfig(profile=spec.profile, model=spec.model, label=spec.label, seed=spec.seed, train=train,
                     encoder=encoder, data=prof["data"], evaluation=evaluation, assets=assets,
                     profile_dir=spec.profile_dir, run_id="")
@@ -194,12 +229,14 @@ registry.register_training("demo", _demo_training)
 registry.register_benchmark("demo", _demo_benchmark)
 
 
-def training_data(profile: str):
-    """``(train datasets, validation dataset or None)`` for a profile (kinds from the dataset registry)."""
+def training_data(profile: str, profile_dir: str | Path | None = None):
+    """``(train datasets, validation dataset or None)`` for a profile (kinds from the dataset registry);
+    ``profile_dir`` is where generated data (the toy image world's images) lives."""
     data = get_profile(profile)["data"]
-    train = [registry.load_training(src, profile=profile, role="train") for src in data["train"]]
+    ctx = {"profile": profile, "profile_dir": profile_dir}
+    train = [registry.load_training(src, role="train", **ctx) for src in data["train"]]
     val = data.get("validation")
-    validation = registry.load_training(val, profile=profile, role="validation") if val else None
+    validation = registry.load_training(val, role="validation", **ctx) if val else None
     return train, validation
 
 
@@ -243,17 +280,23 @@ def train(spec: RunSpec | RunConfig, show_progress: bool | None = None) -> dict:
     if is_finished(run.run_dir):
         return read_state(run.run_dir)
     hdist.init_from_env()
-    train_sets, validation = training_data(run.profile)
-    model = BiEncoder(EncoderConfig(model=model_source(run.profile, str(run.profile_dir.parent), run.model),
-                                    **run.encoder))
+    train_sets, validation = training_data(run.profile, run.profile_dir)
+    if run.evaluation.get("family") == "clip":
+        from hbkit.kit.image_text import build_clip, check_leaks
+
+        check_leaks(train_sets, [(src, _benchmark(run, src)) for src in run.data["benchmarks"]])  # fail early
+        model = build_clip(run.profile, run.profile_dir, run.model, run.encoder)
+    else:
+        model = BiEncoder(EncoderConfig(model=model_source(run.profile, str(run.profile_dir.parent), run.model),
+                                        **run.encoder))
     cfg = run.train if show_progress is None else run.train.replace(show_progress=show_progress)
     trainer = Trainer(model, train_sets, cfg, run.run_dir, validation=validation,
                       extra_config={"run": run.to_dict()}, identity={"run_id": run.run_id})
     return trainer.fit()
 
 
-def _benchmark(profile: str, src: dict):
-    return registry.load_benchmark(src, profile=profile)
+def _benchmark(run: "RunConfig", src: dict):
+    return registry.load_benchmark(src, profile=run.profile, profile_dir=run.profile_dir)
 
 
 def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force: bool = False) -> pd.DataFrame:
@@ -266,6 +309,8 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
     from hbkit.engine.checkpoint import is_finished
 
     run = spec.resolve() if isinstance(spec, RunSpec) else spec
+    if run.evaluation.get("family") == "clip":
+        return _evaluate_image_text(run, run.run_dir, show_progress, force)
     out = run.run_dir / "results.csv"
     settings = {"use_context": run.evaluation["use_context"], "run_id": run.run_id,
                 "benchmarks": run.data["benchmarks"]}
@@ -297,7 +342,7 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
                                             show_progress=show_progress) for lang in src["languages"]],
                            ignore_index=True)
         else:
-            df = evaluate_model(encoder, _benchmark(run.profile, src), show_progress=show_progress, meta=meta,
+            df = evaluate_model(encoder, _benchmark(run, src), show_progress=show_progress, meta=meta,
                                 use_context=use_context)
         df["use_context"] = use_context  # LAReQA's candidate = sentence + paragraph, when True
         write_csv(df, part)
@@ -305,6 +350,101 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
     df = pd.concat(frames, ignore_index=True)
     write_csv(df, out)
     return df
+
+
+#: Image–text evaluation options a profile's ``evaluation`` may set, and a benchmark source override
+#: (see hbkit.image_text_eval); ``caption_query_sample``: caption→caption on a seeded sample of that
+#: many caption queries (all when None).
+IMAGE_TEXT_OPTIONS = ("cross_lingual", "caption_setting", "k", "caption_query_sample")
+
+
+def _image_text_options(run: "RunConfig", src: dict, bench) -> dict:
+    """The evaluator's keyword arguments for one benchmark: the profile's options, then the source's."""
+    import numpy as np
+
+    opts = {k: v for k, v in {**run.evaluation, **src}.items() if k in IMAGE_TEXT_OPTIONS}
+    sample = opts.pop("caption_query_sample", None)
+    if sample is not None:
+        texts = np.flatnonzero([c.modality == "text" for c in bench.candidates])
+        if int(sample) < len(texts):
+            rng = np.random.default_rng(0)
+            opts["caption_queries"] = np.sort(rng.choice(texts, size=int(sample), replace=False))
+    return opts
+
+
+def _evaluate_image_text(run: "RunConfig", out_dir: Path, show_progress: bool | None, force: bool,
+                         zero_shot=None) -> pd.DataFrame:
+    """Evaluate a CLIP (the run's fine-tuned one, or ``zero_shot()``'s model for the zero-shot row) on
+    the profile's image–text benchmarks in all settings; per-benchmark tables are cached as for text runs."""
+    from hbkit.engine.atomic import write_json
+    from hbkit.engine.checkpoint import is_finished
+    from hbkit.image_text_eval import evaluate_image_text
+    from hbkit.kit.image_text import check_leaks, image_root
+    from hbkit.models import load_model
+
+    options = {k: v for k, v in run.evaluation.items() if k in IMAGE_TEXT_OPTIONS}
+    settings = {"family": "clip", "run_id": run.run_id, "benchmarks": run.data["benchmarks"], "options": options}
+    out = out_dir / "results.csv"
+    recorded = out_dir / "evaluation.json"
+    if recorded.exists() and json.loads(recorded.read_text()).get("settings") != json.loads(json.dumps(settings)):
+        force = True  # other evaluation settings: the cached tables describe something else
+    if out.exists() and not force:
+        return read_results(out)
+    if zero_shot is None:
+        if not is_finished(out_dir):
+            raise DataError(f"Run {out_dir} has not finished training. Run the training notebook "
+                            "(07_train_clip) for it first, or `make replicate`, which resumes it.")
+        model = load_model(out_dir / "model")
+        model.image_root = image_root(run.profile, run.profile_dir)
+    else:
+        model = zero_shot()
+    train_sets, _ = training_data(run.profile, run.profile_dir)
+    meta = {"model": run.model, "strategy": ZERO_SHOT if zero_shot is not None else run.label, "seed": run.seed}
+    frames, leaks = [], []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for src in run.data["benchmarks"]:
+        bench = _benchmark(run, src)
+        # a zero-shot model saw none of the training set, but its row must describe the same benchmarks
+        record = check_leaks(train_sets, [(src, bench)])
+        leaks += record
+        part = out_dir / f"results_{bench.name}.csv"
+        if part.exists() and not force:
+            frames.append(read_results(part))
+            continue
+        df = evaluate_image_text(model, bench, meta=meta, show_progress=show_progress,
+                                 **_image_text_options(run, src, bench))
+        df["allow_overlap"] = any(r["allowed"] for r in record)
+        write_csv(df, part)
+        frames.append(df)
+    write_json(recorded, {"settings": settings, "leak_guard": leaks})
+    df = pd.concat(frames, ignore_index=True)
+    write_csv(df, out)
+    return df
+
+
+def zero_shot_config(profile: str, model: str, output_dir: str = "runs") -> "RunConfig":
+    """The zero-shot "run" of ``model``: the model as created, before any fine-tuning, evaluated on the
+    profile's benchmarks. Its folder is ``runs/<model>/zero-shot/seed0-<id>`` (id: model, build
+    recipe, CLIP settings and benchmarks)."""
+    prof = get_profile(profile)
+    spec = RunSpec(profile=profile, output_dir=output_dir, model=model, strategy="X-X", seed=0,
+                   max_steps=prof["train"]["max_steps"], batch_size=prof["train"]["batch_size"],
+                   lr=prof["train"]["lr"])
+    run = dataclasses.replace(spec.resolve(), label=ZERO_SHOT)
+    ident = {"model": run.model, "assets": run.assets, "encoder": run.encoder, "benchmarks": run.data["benchmarks"]}
+    return dataclasses.replace(run, run_id=_hash(ident))
+
+
+def evaluate_zero_shot(profile: str, model: str, output_dir: str = "runs", show_progress: bool | None = None,
+                       force: bool = False) -> pd.DataFrame:
+    """Evaluate ``model`` before fine-tuning (the zero-shot row, strategy ``"zero-shot"``); cached."""
+    from hbkit.kit.image_text import build_clip
+
+    run = zero_shot_config(profile, model, output_dir)
+    if run.evaluation.get("family") != "clip":
+        raise ConfigError(f"Profile {profile!r} trains text encoders; the zero-shot row is for image–text profiles.")
+    return _evaluate_image_text(run, run.run_dir, show_progress, force,
+                                zero_shot=lambda: build_clip(run.profile, run.profile_dir, run.model, run.encoder))
 
 
 def read_results(path: str | Path) -> pd.DataFrame:

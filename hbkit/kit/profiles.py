@@ -7,6 +7,14 @@
   XQuAD-R and MLQA-R — real numbers on a laptop CPU or a free Colab GPU.
 - ``paper``: the paper's models and hyperparameters (AdamW, lr 3e-5, weight decay 0.01, batch 100),
   3 seeds, XQuAD-R, MLQA-R and MIRACL, plus an α sweep for XLM-R — needs GPUs and the hubs.
+
+Image–text (CLIP, ``"family": "clip"``):
+
+- ``demo-image``: the embedded toy image world and two tiny CLIPs, CPU, minutes. A TOY.
+- ``test-image``: its minimal sizes, for notebook tests.
+- ``clip-colab``: open_clip's multilingual ``xlm-roberta-base-ViT-B-32``, image tower locked, a
+  Multi30K subset; Multi30K test 2016 and XTD10 — one T4, about 2 hours.
+- ``clip-full``: all of Multi30K train, 3 seeds, the four image–text test sets, an α sweep — GPUs.
 """
 from __future__ import annotations
 
@@ -94,6 +102,93 @@ PROFILES["paper"] = {
     "train": {"alpha": 0.5, "batch_size": 100, "max_steps": 20_000, "lr": 3e-5, "weight_decay": 0.01,
               "temperature": 0.05, "val_every": 500, "val_batches": 20, "patience": 5, "checkpoint_every": 250,
               "warmup_ratio": 0.05, "max_query_length": 64, "max_passage_length": 256, "grad_cache_chunk": 0},
+}
+
+
+# ------------------------------------------------------------------ image–text (CLIP) profiles
+#: The toy image world trains and evaluates on its own splits (no validation split).
+IMAGE_WORLD_DATA = {"train": [{"kind": "image-world"}], "benchmarks": [{"kind": "image-world"}]}
+IMAGE_STRATEGIES = ["X-X", "X-Y", "hybrid", "1-to-K"]
+
+PROFILES["demo-image"] = {
+    "description": ("Embedded toy image world, two tiny CLIPs (text tower pre-trained on a balanced and on a "
+                    "Latin-skewed caption mixture), X-X / X-Y / hybrid / 1-to-K, CPU."),
+    "family": "clip",
+    "models": ["tiny-clip", "tiny-clip-latin"],
+    "strategies": IMAGE_STRATEGIES,
+    "seeds": [0, 1],
+    # 1-to-K also at K x the batch, i.e. as many images per step as the other strategies
+    "one_to_k_equal_images": {"models": ["tiny-clip"], "seeds": [0, 1]},
+    "data": IMAGE_WORLD_DATA,
+    "evaluation": {"cross_lingual": True, "caption_setting": True},
+    "image_world": {"seed": 0, "n_train_images": 600, "n_test_images": 120, "image_size": 32,
+                    "captions_per_language": 2},
+    "tiny_clip": {"vocab_size": 800, "embed_dim": 64, "vision_width": 64, "vision_layers": 2,
+                  "text_hidden_size": 64, "text_layers": 2, "text_intermediate_size": 128, "mlm_steps": 200},
+    "clip": {"logit_scale": "model"},
+    "train": {"alpha": 0.5, "one_to_k": 2, "batch_size": 32, "max_steps": 300, "lr": 1e-3, "weight_decay": 0.1,
+              "val_every": 0, "patience": 0, "checkpoint_every": 100, "warmup_ratio": 0.1},
+}
+
+PROFILES["test-image"] = deepcopy(PROFILES["demo-image"])
+PROFILES["test-image"].update(
+    description="Minimal sizes of the image–text demo pipeline, for notebook tests.",
+    one_to_k_equal_images={"models": ["tiny-clip"], "seeds": [0]},
+    image_world={"seed": 0, "n_train_images": 40, "n_test_images": 12, "image_size": 32, "captions_per_language": 2},
+    tiny_clip={"vocab_size": 400, "embed_dim": 32, "vision_width": 32, "vision_layers": 1, "text_hidden_size": 32,
+               "text_layers": 1, "text_intermediate_size": 64, "mlm_steps": 10},
+)
+PROFILES["test-image"]["seeds"] = [0]
+PROFILES["test-image"]["train"].update(batch_size=8, max_steps=6, checkpoint_every=3)
+
+MULTI30K_LANGUAGES = ["cs", "de", "en", "fr"]
+XTD10_LANGUAGES = ["de", "en", "es", "fr", "it", "ja", "ko", "pl", "ru", "tr", "zh"]
+
+PROFILES["clip-colab"] = {
+    "description": ("open_clip xlm-roberta-base-ViT-B-32 (laion5b_s13b_b90k), image tower locked, 10k Multi30K "
+                    "training images in 4 languages; Multi30K test 2016 + XTD10; one T4, about 2 hours."),
+    "family": "clip",
+    "models": ["xlm-roberta-base-ViT-B-32"],
+    "strategies": IMAGE_STRATEGIES,
+    "seeds": [0],
+    "data": {
+        "train": [{"kind": "multi30k", "split": "train", "languages": MULTI30K_LANGUAGES, "max_images": 10_000}],
+        "benchmarks": [{"kind": "multi30k", "split": "test_2016_flickr", "languages": MULTI30K_LANGUAGES},
+                       {"kind": "xtd10", "languages": XTD10_LANGUAGES}],
+    },
+    "evaluation": {"cross_lingual": True, "caption_setting": True},
+    "clip": {"pretrained": "laion5b_s13b_b90k", "lock_image": True, "logit_scale": "model"},
+    "train": {"alpha": 0.5, "one_to_k": 4, "batch_size": 128, "max_steps": 600, "lr": 1e-5, "weight_decay": 0.1,
+              "val_every": 0, "patience": 0, "checkpoint_every": 100, "warmup_ratio": 0.05, "precision": "auto",
+              "loader_workers": 2},
+}
+
+PROFILES["clip-full"] = {
+    "description": ("open_clip xlm-roberta-base-ViT-B-32, all of Multi30K train (4 languages), 3 seeds, "
+                    "Multi30K test 2016 + XTD10 + xFlickr&CO + XM3600 (all captions and first caption only), "
+                    "alpha sweep; GPUs."),
+    "family": "clip",
+    "models": ["xlm-roberta-base-ViT-B-32"],
+    "strategies": IMAGE_STRATEGIES,
+    "seeds": [0, 1, 2],
+    "one_to_k_equal_images": {"models": ["xlm-roberta-base-ViT-B-32"], "seeds": [0, 1, 2]},
+    "alpha_sweep": {"model": "xlm-roberta-base-ViT-B-32", "alphas": [0.0, 0.25, 0.5, 0.75, 1.0], "seeds": [0]},
+    "data": {
+        "train": [{"kind": "multi30k", "split": "train", "languages": MULTI30K_LANGUAGES}],
+        "benchmarks": [{"kind": "multi30k", "split": "test_2016_flickr", "languages": MULTI30K_LANGUAGES},
+                       {"kind": "xtd10", "languages": XTD10_LANGUAGES},
+                       {"kind": "xflickrco"},
+                       # XM3600's 261k captions: caption→caption on a seeded sample of 20k caption queries,
+                       # cross-lingual pairs left to the smaller sets (261k x 261k scores)
+                       {"kind": "xm3600", "cross_lingual": False, "caption_query_sample": 20_000},
+                       {"kind": "xm3600", "first_caption_only": True, "cross_lingual": False,
+                        "caption_setting": False}],
+    },
+    "evaluation": {"cross_lingual": True, "caption_setting": True},
+    "clip": {"pretrained": "laion5b_s13b_b90k", "lock_image": True, "logit_scale": "model"},
+    "train": {"alpha": 0.5, "one_to_k": 4, "batch_size": 256, "max_steps": 3000, "lr": 1e-5, "weight_decay": 0.1,
+              "val_every": 0, "patience": 0, "checkpoint_every": 250, "warmup_ratio": 0.05, "precision": "auto",
+              "loader_workers": 4},
 }
 
 

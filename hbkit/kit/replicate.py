@@ -130,6 +130,14 @@ def planned_runs(profile: str, output_dir: str) -> list[dict]:
             "batch_size": t["batch_size"], "lr": t["lr"]}
     runs = [{**base, "model": m, "strategy": s, "seed": seed, "alpha": t["alpha"]}
             for m in prof["models"] for s in prof["strategies"] for seed in prof["seeds"]]
+    equal = prof.get("one_to_k_equal_images")
+    if equal:  # 1-to-K at K x the batch: as many distinct images per step as the other strategies
+        k = int(t.get("one_to_k", 0))
+        if k < 2:
+            raise HbkitError(f"Profile {profile!r} asks for one_to_k_equal_images but sets no train.one_to_k "
+                             "(K >= 2, the caption languages per image).")
+        runs += [{**base, "model": m, "strategy": "1-to-K", "seed": seed, "alpha": t["alpha"],
+                  "batch_size": t["batch_size"] * k} for m in equal["models"] for seed in equal["seeds"]]
     sweep = prof.get("alpha_sweep")
     if sweep:
         seen = {(r["model"], run_label(r["strategy"], r["alpha"], t["alpha"]), r["seed"]) for r in runs}
@@ -157,9 +165,39 @@ class Job:
         self.kind = Path(self.notebook).stem
 
 
+def plan_image_text(profile: str, out_root: Path) -> list[Job]:
+    """The notebooks of an image–text profile: 06 (batches, toy world only), 07 per run (train, then
+    evaluate), 08 per model (the zero-shot row and one run's evaluation in figures), 09 (compare)."""
+    prof = get_profile(profile)
+    nb_dir = out_root / profile / "notebooks"
+    base = {"profile": profile, "output_dir": str(out_root)}
+    t = prof["train"]
+    jobs = []
+    if "image_world" in prof and not (nb_dir / "06_image_batches.ipynb").exists():
+        jobs.append(Job("06_image_batches.ipynb", nb_dir / "06_image_batches.ipynb",
+                        {**base, "batch_size": t["batch_size"], "alpha": t["alpha"]}, "06_image_batches"))
+    runs = planned_runs(profile, str(out_root))
+    models = list(dict.fromkeys(p["model"] for p in runs))
+    for params in runs:
+        spec = RunSpec(**params)
+        tag = f"{spec.model}_{spec.label}_seed{spec.seed}"
+        what = (f"{spec.model} " if len(models) > 1 else "") + f"{spec.label} seed{spec.seed}"
+        out = nb_dir / f"07_train_clip_{tag}.ipynb"
+        if not ((spec.run_dir / "results.csv").exists() and out.exists()):
+            jobs.append(Job("07_train_clip.ipynb", out, params, f"07_train_clip {what}"))
+    for model in models:
+        out = nb_dir / f"08_evaluate_clip_{model}.ipynb"
+        jobs.append(Job("08_evaluate_clip.ipynb", out, {**base, "model": model, "strategy": "hybrid", "seed": 0},
+                        f"08_evaluate_clip {model}"))
+    jobs.append(Job("09_compare_clip.ipynb", nb_dir / "09_compare_clip.ipynb", base, "09_compare_clip"))
+    return jobs
+
+
 def plan(profile: str, out_root: Path) -> list[Job]:
     """The notebooks still to execute for ``profile`` under ``out_root`` (finished runs are skipped)."""
     prof = get_profile(profile)
+    if prof.get("family") == "clip":
+        return plan_image_text(profile, out_root)
     nb_dir = out_root / profile / "notebooks"
     base = {"profile": profile, "output_dir": str(out_root)}
     jobs = []
@@ -255,12 +293,17 @@ def replicate(profile: str, output_dir: str, fresh: bool = False) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hbkit.kit.replicate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default=os.environ.get("PROFILE", "demo"))
+    ap.add_argument("--profile", nargs="+", default=os.environ.get("PROFILE", "demo demo-image").split(),
+                    help="one or more profiles, run in turn (default: demo demo-image, the text and the "
+                         "image–text toys)")
     ap.add_argument("--output-dir", default=os.environ.get("OUTPUT_DIR", "runs"))
     ap.add_argument("--fresh", action="store_true", help="delete the profile's previous outputs first")
     args = ap.parse_args(argv)
     try:
-        replicate(args.profile, args.output_dir, args.fresh)
+        for profile in args.profile:
+            get_profile(profile)  # unknown profile: fail before any runs
+        for profile in args.profile:
+            replicate(profile, args.output_dir, args.fresh)
     except HbkitError as exc:
         print(f"[hbkit] error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,194 @@
+"""Kit glue for the image–text half: the toy image world, tiny CLIPs, CLIP models, the leak guard.
+
+:mod:`hbkit.kit.experiment` calls this for profiles whose ``family`` is ``"clip"``:
+
+- **data**: the dataset kind ``"image-world"`` (training and benchmark) is the profile's generated
+  TOY image world (:func:`hbkit.datasets.image_world.make_image_world` with the profile's
+  ``image_world`` settings), its PNG files written once under ``<profile>/assets/image-world/``;
+  real kinds (``multi30k``, ``xtd10``, ``xflickrco``, ``xm3600``) come from the dataset registry.
+- **models**: :data:`TINY_CLIPS` are built offline by :func:`hbkit.models.tiny_clip.make_tiny_clip`
+  on the world's captions; any other name is an open_clip model (``xlm-roberta-base-ViT-B-32``,
+  ``hf-hub:...``, a folder), created through open_clip's factory with the profile's ``clip``
+  settings (tower locking, logit scale) and ``pretrained`` tag.
+- **text mixture** of a tiny CLIP: ``"balanced"`` trains its tokenizer and masked-LM warm-up on
+  every language's captions alike; ``"latin"`` keeps every Latin-script caption but only as many
+  captions of the other scripts as make them ``1 - latin_share`` of the mixture. That is the
+  stated inequality real encoders start from (English-heavy pre-training, uneven tokenisation):
+  the other scripts get fewer tokenizer pieces, so longer token sequences, and less pre-training.
+- **leak guard**: before training and before evaluating, every benchmark's images are compared
+  with the training images (:func:`hbkit.datasets.images.check_overlap`); a benchmark source with
+  ``"allow_overlap": True`` lets an overlap through, and the record goes into the results.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hbkit.datasets import registry
+from hbkit.errors import ConfigError, UnknownModelError
+from hbkit.kit.profiles import get_profile
+from hbkit.languages import script_of
+
+#: Tiny CLIP name -> how its text tower's tokenizer and masked-LM warm-up mixture is drawn.
+TINY_CLIPS: dict[str, dict[str, Any]] = {
+    "tiny-clip": {"text_mixture": "balanced"},
+    "tiny-clip-latin": {"text_mixture": "latin", "latin_share": 0.9},
+}
+#: The world's folder of PNG files under ``<profile>/assets/``.
+IMAGE_DIR = "image-world"
+
+
+def is_image_text(profile: str) -> bool:
+    """Whether ``profile`` trains an image–text family (CLIP)."""
+    return get_profile(profile).get("family", "bi-encoder") == "clip"
+
+
+@functools.lru_cache(maxsize=4)
+def _world(profile: str, image_root: str):
+    from hbkit.datasets.image_world import make_image_world
+
+    return make_image_world(**get_profile(profile)["image_world"], out_dir=image_root)
+
+
+def image_world(profile: str, profile_dir: str | Path):
+    """The profile's TOY image world, its images written under ``profile_dir/assets/image-world``
+    (deterministic; cached per process)."""
+    if "image_world" not in get_profile(profile):
+        raise ConfigError(f"Profile {profile!r} has no image world; it trains on real image–caption data.")
+    return _world(profile, str(Path(profile_dir) / "assets" / IMAGE_DIR))
+
+
+def _world_training(src: dict, *, profile: str, profile_dir: str | Path | None = None, role: str = "train",
+                    **_context: Any):
+    if profile_dir is None:
+        raise ConfigError("The image-world data kind needs the profile folder (profile_dir=...) for its images.")
+    if role == "validation":
+        raise ConfigError("The image world has no validation split; drop 'validation' from the profile's data.")
+    return image_world(profile, profile_dir).train
+
+
+def _world_benchmark(src: dict, *, profile: str, profile_dir: str | Path | None = None, **_context: Any):
+    if profile_dir is None:
+        raise ConfigError("The image-world data kind needs the profile folder (profile_dir=...) for its images.")
+    return image_world(profile, profile_dir).benchmark
+
+
+registry.register_training("image-world", _world_training)
+registry.register_benchmark("image-world", _world_benchmark)
+
+
+def mixture_texts(world, recipe: dict[str, Any]) -> list[str]:
+    """The captions a tiny CLIP's tokenizer and masked-LM warm-up see (training images only).
+
+    ``recipe["text_mixture"]``: ``"balanced"`` (every caption of every language, eval-only ones
+    included), or ``"latin"``: all Latin-script captions and a seeded sample of the others such
+    that they are ``1 - recipe["latin_share"]`` of the mixture.
+    """
+    mixture = recipe.get("text_mixture", "balanced")
+    texts = world.texts()
+    if mixture == "balanced":
+        return texts
+    if mixture != "latin":
+        raise ConfigError(f"Unknown text_mixture {mixture!r}: choose 'balanced' or 'latin'.")
+    share = float(recipe.get("latin_share", 0.9))
+    if not 0.5 <= share < 1:
+        raise ConfigError(f"latin_share must be in [0.5, 1), got {share}.")
+    latin: list[str] = []
+    other: list[str] = []
+    for lang in world.languages:
+        caps = [c for per_image in world.train_set.captions[lang] for c in per_image]
+        (latin if script_of(lang) == "Latin" else other).extend(caps)
+    keep = min(len(other), max(1, round(len(latin) * (1 - share) / share)))
+    rng = np.random.default_rng(world.seed)
+    picked = [other[i] for i in sorted(rng.choice(len(other), size=keep, replace=False))]
+    return list(dict.fromkeys(latin + picked))
+
+
+def tiny_clip_recipe(profile: str, model: str) -> dict[str, Any]:
+    """What builds tiny CLIP ``model`` for ``profile`` (its sizes and text mixture); part of a run's identity."""
+    if model not in TINY_CLIPS:
+        raise UnknownModelError(f"Unknown tiny CLIP {model!r}; choose one of {', '.join(TINY_CLIPS)}.")
+    prof = get_profile(profile)
+    return {**prof["tiny_clip"], **TINY_CLIPS[model], "image_size": prof["image_world"].get("image_size", 32)}
+
+
+def prepare_tiny_clip(profile: str, profile_dir: str | Path, model: str) -> Path:
+    """Build (or reuse) tiny CLIP ``model`` under ``profile_dir/assets/<model>``; returns its folder."""
+    from hbkit.models.tiny_clip import make_tiny_clip
+
+    recipe = tiny_clip_recipe(profile, model)
+    world = image_world(profile, profile_dir)
+    sizes = {k: v for k, v in recipe.items() if k not in ("text_mixture", "latin_share")}
+    return make_tiny_clip(Path(profile_dir) / "assets" / model, mixture_texts(world, recipe),
+                          seed=get_profile(profile)["image_world"].get("seed", 0), **sizes)
+
+
+def clip_source(profile: str, profile_dir: str | Path, model: str) -> str:
+    """A loadable CLIP: a built tiny CLIP's folder, ``$HBKIT_MODELS/<name>`` if present, else the name."""
+    import os
+
+    if model in TINY_CLIPS:
+        return str(prepare_tiny_clip(profile, profile_dir, model))
+    models_dir = os.environ.get("HBKIT_MODELS")
+    if models_dir and (Path(models_dir) / model).is_dir():
+        return str(Path(models_dir) / model)
+    return model
+
+
+def image_root(profile: str, profile_dir: str | Path) -> str | None:
+    """The folder relative image keys resolve against (the toy world's images), or None."""
+    if "image_world" in get_profile(profile):
+        return str(image_world(profile, profile_dir).image_root)
+    return None
+
+
+def build_clip(profile: str, profile_dir: str | Path, model: str, settings: dict[str, Any]):
+    """The CLIPModel of ``model`` with the profile's ``clip`` settings (before any fine-tuning)."""
+    from hbkit.models.clip import CLIPConfig, CLIPModel
+
+    settings = dict(settings)
+    pretrained = settings.pop("pretrained", "auto")
+    source = clip_source(profile, profile_dir, model)
+    if Path(source).is_dir():
+        pretrained = None  # a folder brings its own weights
+    return CLIPModel(CLIPConfig(model=source, pretrained=pretrained, image_root=image_root(profile, profile_dir),
+                                **settings))
+
+
+def check_leaks(train_sets: Sequence[Any], benchmarks: Sequence[tuple[dict, Any]]) -> list[dict]:
+    """The leak guard over every (benchmark source, benchmark) against all training sets.
+
+    Raises DataError (naming the count, both datasets and the override) on an overlap unless the
+    benchmark source says ``"allow_overlap": True``; returns the records to store with the results.
+    """
+    from hbkit.datasets.images import check_overlap
+
+    records = []
+    for src, bench in benchmarks:
+        for ds in train_sets:
+            records.append(check_overlap(ds, bench, allow_overlap=bool(src.get("allow_overlap", False))))
+    return records
+
+
+def text_mixture_summary(profile: str, profile_dir: str | Path, models: Sequence[str] | None = None):
+    """Mean tokens per caption by model and language on the world's test captions: the stated
+    inequality of the tiny CLIPs' text towers (a DataFrame: model, language, script, tokens)."""
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    prof = get_profile(profile)
+    world = image_world(profile, profile_dir)
+    rows = []
+    for model in models or prof["models"]:
+        folder = prepare_tiny_clip(profile, profile_dir, model)
+        tok = AutoTokenizer.from_pretrained(str(folder / "text"))
+        for lang in world.languages:
+            caps = [c for per_image in world.test_set.captions[lang] for c in per_image]
+            n = [len(tok(c, add_special_tokens=False)["input_ids"]) for c in caps]
+            rows.append({"model": model, "language": lang, "script": script_of(lang),
+                         "tokens_per_caption": float(np.mean(n)), "words_per_caption": float(
+                             np.mean([len(c.split()) for c in caps]))})
+    return pd.DataFrame(rows)
