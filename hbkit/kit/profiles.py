@@ -123,7 +123,8 @@ PROFILES["demo-image"] = {
     "evaluation": {"cross_lingual": True, "caption_setting": True},
     "image_world": {"seed": 0, "n_train_images": 600, "n_test_images": 120, "image_size": 32,
                     "captions_per_language": 2},
-    "tiny_clip": {"vocab_size": 800, "embed_dim": 64, "vision_width": 64, "vision_layers": 2,
+    # a small vocabulary, so that a skewed mixture leaves the other scripts with near-character pieces
+    "tiny_clip": {"vocab_size": 300, "context_length": 48, "embed_dim": 64, "vision_width": 64, "vision_layers": 2,
                   "text_hidden_size": 64, "text_layers": 2, "text_intermediate_size": 128, "mlm_steps": 200},
     "clip": {"logit_scale": "model"},
     "train": {"alpha": 0.5, "one_to_k": 2, "batch_size": 32, "max_steps": 300, "lr": 1e-3, "weight_decay": 0.1,
@@ -135,7 +136,7 @@ PROFILES["test-image"].update(
     description="Minimal sizes of the image–text demo pipeline, for notebook tests.",
     one_to_k_equal_images={"models": ["tiny-clip"], "seeds": [0]},
     image_world={"seed": 0, "n_train_images": 40, "n_test_images": 12, "image_size": 32, "captions_per_language": 2},
-    tiny_clip={"vocab_size": 400, "embed_dim": 32, "vision_width": 32, "vision_layers": 1, "text_hidden_size": 32,
+    tiny_clip={"vocab_size": 300, "context_length": 48, "embed_dim": 32, "vision_width": 32, "vision_layers": 1, "text_hidden_size": 32,
                "text_layers": 1, "text_intermediate_size": 64, "mlm_steps": 10},
 )
 PROFILES["test-image"]["seeds"] = [0]

@@ -1,0 +1,83 @@
+"""The image–text notebooks (06-09) as executed on the ``test-image`` profile: no warnings, no errors,
+one training notebook per planned run, and the figures and answers they promise.
+
+Reads ``$HBKIT_EXECUTED_IMAGE_NOTEBOOKS`` or ``runs/test-image/notebooks`` (``make notebook-test``
+writes them, then runs this file); skips when absent or stale, and fails instead under
+``HBKIT_REQUIRE_EXECUTED=1``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import skip_or_fail
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = sorted(p for p in (REPO / "notebooks").glob("*.ipynb") if p.stem >= "06")
+
+
+def _executed_dir() -> Path:
+    env = os.environ.get("HBKIT_EXECUTED_IMAGE_NOTEBOOKS")
+    return Path(env) if env else REPO / "runs" / "test-image" / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def executed() -> dict[str, dict]:
+    d = _executed_dir()
+    found = sorted(p for p in d.glob("*.ipynb") if ".FAILED" not in p.name and not p.name.startswith("."))
+    if not found:
+        skip_or_fail(f"no executed image–text notebooks in {d}: `make notebook-test` (or `python -m "
+                     "hbkit.kit.replicate --profile test-image`) writes them")
+    for p in found:
+        src = next((s for s in SOURCES if p.stem.startswith(s.stem)), None)
+        if src is not None and src.stat().st_mtime > p.stat().st_mtime:
+            skip_or_fail(f"{p} is older than {src.relative_to(REPO)}: rerun `make notebook-test`")
+    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in found}
+
+
+def _outputs_text(nb: dict) -> str:
+    parts = []
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            parts.append("".join(o.get("text", "")))
+            parts.append("".join(o.get("data", {}).get("text/plain", "")))
+            parts.append("".join(o.get("data", {}).get("text/html", "")))
+    return "\n".join(parts)
+
+
+def test_every_image_notebook_ran_once_per_run(executed):
+    from hbkit.kit.profiles import get_profile
+    from hbkit.kit.replicate import planned_runs
+
+    assert {s.stem for s in SOURCES} == {"06_image_batches", "07_train_clip", "08_evaluate_clip", "09_compare_clip"}
+    for s in SOURCES:
+        assert any(n.startswith(s.stem) for n in executed), f"no executed {s.stem}"
+    assert sum(n.startswith("07_train_clip") for n in executed) == len(planned_runs("test-image", "runs"))
+    assert sum(n.startswith("08_evaluate_clip") for n in executed) == len(get_profile("test-image")["models"])
+
+
+def test_no_errors_warnings_or_install_output(executed):
+    for name, nb in executed.items():
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert "pip install" in "".join(code[0]["source"]) and code[0]["outputs"] == [], name
+        for i, c in enumerate(code):
+            for o in c.get("outputs", []):
+                assert o["output_type"] != "error", f"{name} cell {i}: {o.get('ename')}: {o.get('evalue')}"
+                if o["output_type"] == "stream" and o["name"] == "stderr":
+                    assert "warning" not in "".join(o["text"]).lower(), f"{name} cell {i}: {''.join(o['text'])[:300]}"
+
+
+def test_figures_and_answers_are_there(executed):
+    figures = _executed_dir().parent / "figures"
+    for png in ("image_batches.png", "clip_strategies.png", "clip_text_to_image_tiny-clip.png",
+                "clip_rank_distance_tiny-clip.png"):
+        assert (figures / png).read_bytes()[:4] == b"\x89PNG", png
+    nb06 = _outputs_text(executed["06_image_batches.ipynb"])
+    assert "1-to-K" in nb06 and "tiny-clip-latin" in nb06  # the batches and the two text towers' token counts
+    nb09 = _outputs_text(executed["09_compare_clip.ipynb"])
+    assert "— tiny-clip" in nb09 and "— tiny-clip-latin" in nb09 and "zero-shot" in nb09
+    nb07 = next(n for n in executed if n.startswith("07_train_clip") and "1-to-K-images" in n)
+    assert "K = 2 captions per image" in _outputs_text(executed[nb07])
