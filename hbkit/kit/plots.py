@@ -178,7 +178,10 @@ def training_curves(logs: dict[str, pd.DataFrame], title: str = "", out: str | P
     for ax in axes:
         ax.set_xlabel("step")
         ax.set_ylabel("InfoNCE loss")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, out)
