@@ -97,7 +97,7 @@ _KEYS = ["model", "strategy", "seed", "benchmark", "direction", "setting"]
 
 __all__ = ["TEXT_TO_TEXT", "TEXT_TO_IMAGE", "IMAGE_TO_TEXT", "DIRECTIONS", "MONOLINGUAL", "CROSS_LINGUAL",
            "MULTILINGUAL", "SETTINGS", "COLUMNS", "NO_LANGUAGE", "ALL_LANGUAGES", "DEFAULT_RESCORE_K",
-           "DEFAULT_KS_MONO", "DEFAULT_HIT_KS", "Rescorer", "evaluate_embeddings", "evaluate_model",
+           "DEFAULT_KS_MONO", "DEFAULT_HIT_KS", "Rescorer", "evaluate_embeddings", "evaluate_model", "encode_items",
            "rerank_top_k", "per_query_language", "headline", "row_keys"]
 
 
@@ -393,8 +393,8 @@ def evaluate_embeddings(bench: RetrievalBenchmark, query_emb, cand_emb, *,
     return df.astype({"seed": "int64", "n_queries": "int64", "value": "float64"})
 
 
-def _encode(model, items: Sequence, kind: str, batch_size: int, show: bool,
-            contexts: list[str] | None = None) -> torch.Tensor:
+def encode_items(model, items: Sequence, kind: str, batch_size: int, show: bool,
+                 contexts: list[str] | None = None) -> torch.Tensor:
     """Embeddings (n, d) of queries or candidates, text items with ``encode`` and images with
     ``encode_images``, in ``items`` order."""
     text = [i for i, x in enumerate(items) if x.modality == TEXT]
@@ -425,6 +425,9 @@ def _encode(model, items: Sequence, kind: str, batch_size: int, show: bool,
     return out
 
 
+_encode = encode_items
+
+
 def evaluate_model(model, bench: RetrievalBenchmark, *, batch_size: int = 64, use_context: bool = False,
                    show_progress: bool | None = None, **kw) -> pd.DataFrame:
     """Encode ``bench`` with ``model`` by modality and evaluate it (``kw`` go to :func:`evaluate_embeddings`).
@@ -451,9 +454,9 @@ def evaluate_model(model, bench: RetrievalBenchmark, *, batch_size: int = 64, us
     if IMAGE in mods and not hasattr(model, "encode_images"):
         raise ConfigError(f"{name} has no image tower (no encode_images method), but benchmark {bench.name!r} "
                           "holds images: evaluate it with an image–text model such as CLIP or ALBEF.")
-    q_emb = _encode(model, bench.queries, "query", batch_size, show)
+    q_emb = encode_items(model, bench.queries, "query", batch_size, show)
     contexts = [cd.context for cd in bench.candidates] if use_context else None
-    c_emb = _encode(model, bench.candidates, "passage", batch_size, show, contexts)
+    c_emb = encode_items(model, bench.candidates, "passage", batch_size, show, contexts)
     if "rescore" not in kw and callable(getattr(model, "rescore", None)):
         fn = model.rescore(bench)
         if fn is not None:
