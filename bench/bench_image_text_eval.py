@@ -1,33 +1,41 @@
-"""Benchmark: the language-bias measures (hbkit.language_bias) at Crossmodal-3600 scale.
+"""Benchmark: image–text evaluation (hbkit.image_text_eval) at Crossmodal-3600 scale.
 
-3,600 images × 261,000 captions in 36 languages (about 2 per image and language), random
-512-d embeddings: each image has a latent vector, its captions are that vector plus noise
-and a per-language offset (L2-normalised). Times :func:`language_bias_table` for the
-image→text rows (MRV, MRV_z, rank_distance_z, top-10 shares) and, separately, the
-caption→caption rows for a subset of caption queries (all 261,000 would cost 72× the
-image pass). Target for the image rows: at most 30 s wall and 3 GiB peak resident memory.
-Measured on 2 shared CPU cores: image rows 95 s (the 512-d score products alone about 20-40 s
-of it, the pessimistic ranks of metrics.relevant_ranks most of the rest), 2.6 GiB peak; over
-the time target on that machine.
+3,600 images × 261,000 captions in 36 languages (about 2 per image and language), random 512-d
+embeddings: each image has a latent vector, its captions are that vector plus noise and a
+per-language offset (L2-normalised). The benchmark has the layout of
+``ImageCaptionSet.to_benchmark`` (images and captions both as queries and as candidates).
 
-Usage: python bench/bench_image_text_eval.py [--images N] [--captions N] [--langs N]
-[--dim D] [--caption-queries N]
+1. Times :func:`evaluate_image_text_embeddings` for the monolingual rows (both directions) and
+   the pooled image→text rows with the language-bias measures (``cross_lingual=False,
+   caption_setting=False``). Target: at most 30 s wall and 3 GiB peak resident memory.
+2. Recomputes the same numbers in the CLIP_benchmark style: the full score matrix
+   ``texts_emb @ images_emb.T``, a positive-pair matrix, ``torch.topk`` recall@k (any positive in
+   the top k) in both directions, and full-matrix ranks (sorted score rows) for the mAPs and the
+   pooled R@10, rank distance and MRV; prints the largest absolute difference and the time ratio.
+   It holds the whole matrix (about 4 GiB); ``--ref-images N`` restricts it to the first N images
+   (then only the image→text rows of those images and the text→image rows of their captions are
+   compared, against a run of the function on the same images).
+
+Usage: python bench/bench_image_text_eval.py [--images N] [--captions N] [--langs N] [--dim D]
+[--ref-images N] [--no-reference]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
-from hbkit.language_bias import language_bias_table
+from hbkit.image_text_eval import evaluate_image_text_embeddings
 from hbkit.parallel import ImageRef
 
 NOISE, LANG_OFFSET = 1.5, 0.6  # per-dimension scales against a latent scale of 1
@@ -38,23 +46,84 @@ def _normed(x: np.ndarray) -> np.ndarray:
 
 
 def make(n_img: int, n_cap: int, n_lang: int, dim: int, seed: int = 0):
-    """Benchmark and embeddings: caption j is in language j % n_lang, of image (j // n_lang) % n_img."""
+    """Benchmark and embeddings (n_img + n_cap, d), images first, in both queries and candidates
+    order: caption j is in language j % n_lang, of image (j // n_lang) % n_img."""
     rng = np.random.default_rng(seed)
     langs = [f"l{i:02d}" for i in range(n_lang)]
     j = np.arange(n_cap)
     lang_of, img_of = j % n_lang, (j // n_lang) % n_img
     latent = rng.standard_normal((n_img, dim), dtype=np.float32)
     offset = LANG_OFFSET * rng.standard_normal((n_lang, dim), dtype=np.float32)
-    img_emb = _normed(latent + NOISE * rng.standard_normal((n_img, dim), dtype=np.float32))
-    cap_emb = np.empty((n_cap, dim), dtype=np.float32)
+    emb = np.empty((n_img + n_cap, dim), dtype=np.float32)
+    emb[:n_img] = _normed(latent + NOISE * rng.standard_normal((n_img, dim), dtype=np.float32))
     for lo in range(0, n_cap, 20_000):  # in slices, so that setup stays below the measures' memory
         sl = slice(lo, min(n_cap, lo + 20_000))
         cap = latent[img_of[sl]] + offset[lang_of[sl]]
         cap += NOISE * rng.standard_normal(cap.shape, dtype=np.float32)
-        cap_emb[sl] = _normed(cap)
-    queries = [Query(f"img{i}", f"x{i}", None, "", image=ImageRef(f"img{i}.jpg")) for i in range(n_img)]
-    cands = [Candidate(f"c{k}", langs[lang_of[k]], "", "", (f"x{img_of[k]}",)) for k in range(n_cap)]
-    return RetrievalBenchmark("xm3600-random", queries, cands), img_emb, cap_emb
+        emb[n_img + sl.start:n_img + sl.stop] = _normed(cap)
+    refs = [ImageRef(f"x{i}.jpg") for i in range(n_img)]
+    queries = [Query(f"image:x{i}", f"x{i}", None, "", image=refs[i]) for i in range(n_img)]
+    cands = [Candidate(f"image:x{i}", None, "", xids=(f"x{i}",), image=refs[i]) for i in range(n_img)]
+    for k in range(n_cap):
+        cid, lang, x = f"c{k}", langs[lang_of[k]], f"x{img_of[k]}"
+        queries.append(Query(cid, x, lang, "caption"))
+        cands.append(Candidate(cid, lang, "caption", xids=(x,)))
+    return RetrievalBenchmark("xm3600-random", queries, cands), emb, lang_of, img_of
+
+
+def reference(img: torch.Tensor, cap: torch.Tensor, lang_of: np.ndarray, img_of: np.ndarray, n_lang: int,
+              ks=(1, 5, 10)) -> dict:
+    """CLIP_benchmark-style full-matrix values: {(direction, setting, query_lang, candidate_lang, metric): value}."""
+    out = {}
+    scores = cap @ img.T  # (n_text, n_image), the whole matrix
+    lang_t, img_t = torch.from_numpy(lang_of), torch.from_numpy(img_of)
+    for g in range(n_lang):
+        name = f"l{g:02d}"
+        rows = torch.nonzero(lang_t == g).flatten()
+        s = scores[rows]  # this language's texts × all images
+        positive = torch.zeros_like(s, dtype=torch.bool)
+        positive[torch.arange(len(rows)), img_t[rows]] = True
+        for direction, sc, pos in (("text→image", s, positive), ("image→text", s.T, positive.T)):
+            has = pos.any(1)  # queries without a positive are left out (CLIP_benchmark would count them as 0)
+            top = torch.topk(sc, max(ks), dim=1).indices
+            hits = {k: pos.gather(1, top[:, :k]).any(1)[has].double() for k in ks}
+            # mAP: rank of each positive = number of scores >= its score (no ties in continuous data)
+            srt = torch.sort(sc, dim=1).values  # ascending
+            pr, pc = torch.nonzero(pos, as_tuple=True)
+            rank = sc.shape[1] - torch.searchsorted(srt[pr], sc[pr, pc][:, None]).flatten()
+            n_pos = pos.sum(1)
+            order = torch.argsort(pr * (sc.shape[1] + 1) + rank)  # by query, then rank
+            pr, rank = pr[order], rank[order]
+            nth = torch.arange(len(pr)) - (torch.cumsum(n_pos, 0) - n_pos)[pr] + 1  # 1st, 2nd... positive
+            ap = torch.zeros(sc.shape[0], dtype=torch.float64).index_add_(0, pr, nth.double() / rank.double())
+            ap = (ap / n_pos.clamp(min=1))[has]
+            key = (direction, "monolingual", name, "-") if direction == "text→image" else \
+                (direction, "monolingual", "-", name)
+            for k in ks:
+                out[key + (f"hit@{k}",)] = hits[k].mean().item()
+            out[key + ("hit_mean",)] = torch.stack(list(hits.values())).mean(0).mean().item()
+            out[key + ("mAP",)] = ap.mean().item()
+    # pooled: each image against all captions, full sorted rows
+    n_img = img.shape[0]
+    aps, r10, dist, mrv = [], [], [], []
+    members = [torch.nonzero(img_t == i).flatten() for i in range(n_img)]
+    for a in range(0, n_img, 256):
+        block = scores[:, a:a + 256].T.contiguous()  # (b, n_text)
+        srt = torch.sort(block, dim=1).values
+        for i in range(block.shape[0]):
+            rel = members[a + i]
+            rank = block.shape[1] - torch.searchsorted(srt[i], block[i, rel])
+            rank_sorted = torch.sort(rank).values
+            aps.append((torch.arange(1, len(rel) + 1).double() / rank_sorted.double()).mean().item())
+            r10.append((rank <= 10).double().mean().item())
+            best = torch.full((n_lang,), torch.iinfo(torch.int64).max).scatter_reduce(0, lang_t[rel], rank, "amin")
+            best = best[torch.isin(torch.arange(n_lang), lang_t[rel])].double()
+            dist.append((best.max() - best.min()).item())
+            mrv.append(best.std(correction=0).item())
+    key = ("image→text", "multilingual", "-", "all")
+    out[key + ("mAP",)], out[key + ("R@10",)] = float(np.mean(aps)), float(np.mean(r10))
+    out[key + ("rank_distance",)], out[key + ("MRV",)] = float(np.mean(dist)), float(np.mean(mrv))
+    return out
 
 
 def main() -> None:
@@ -63,27 +132,51 @@ def main() -> None:
     ap.add_argument("--captions", type=int, default=261_000)
     ap.add_argument("--langs", type=int, default=36)
     ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--caption-queries", type=int, default=3600)
+    ap.add_argument("--ref-images", type=int, default=None, help="reference on the first N images only")
+    ap.add_argument("--no-reference", action="store_true")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    bench, img_emb, cap_emb = make(a.images, a.captions, a.langs, a.dim)
+    bench, emb, lang_of, img_of = make(a.images, a.captions, a.langs, a.dim)
     t1 = time.perf_counter()
-    print(f"setup {t1 - t0:.1f} s: {a.images} images x {a.captions} captions, {a.langs} languages, {a.dim}-d")
-    df = language_bias_table(bench, img_emb, cap_emb, caption_setting=False)
+    load = os.getloadavg()[0]
+    print(f"setup {t1 - t0:.1f} s: {a.images} images x {a.captions} captions, {a.langs} languages, {a.dim}-d; "
+          f"{torch.get_num_threads()} threads, load average {load:.2f}", flush=True)
+    df = evaluate_image_text_embeddings(bench, emb, emb, cross_lingual=False, caption_setting=False,
+                                        show_progress=False)
     t2 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"image→text measures: {t2 - t1:.1f} s, peak RSS so far {rss:.2f} GiB")
-    pick = df[~df.metric.str.startswith("top10_share:")].set_index("metric").value
-    print(pick.round(4).to_string())
-    if a.caption_queries:
-        sub = np.random.default_rng(1).choice(a.captions, size=min(a.caption_queries, a.captions), replace=False)
-        df2 = language_bias_table(bench, img_emb, cap_emb, caption_queries=np.sort(sub))
-        t3 = time.perf_counter()
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        print(f"image→text + caption→caption ({len(sub)} caption queries): {t3 - t2:.1f} s, peak RSS {rss:.2f} GiB")
-        cap = df2[df2.direction != "image→text"]
-        cap = cap[~cap.metric.str.startswith("top10_share:")]
-        print(cap.groupby("metric").value.mean().round(4).to_string())
+    print(f"monolingual (both directions) + pooled image→text with the bias measures: {t2 - t1:.1f} s "
+          f"(target ≤ 30 s), peak RSS {rss:.2f} GiB (target ≤ 3 GiB), {len(df)} rows", flush=True)
+    multi = df[(df.setting == "multilingual") & ~df.metric.str.startswith("top10_share:")]
+    print(multi.set_index("metric").value.round(4).to_string())
+    mono = df[df.setting == "monolingual"].groupby(["direction", "metric"]).value.mean()
+    print("monolingual, mean over languages:\n" + mono.round(4).to_string())
+    if a.no_reference:
+        return
+    n_ref = a.images if a.ref_images is None else min(a.ref_images, a.images)
+    img = torch.from_numpy(emb[:n_ref])
+    keep = img_of < n_ref
+    cap = torch.from_numpy(emb[a.images:][keep])
+    mine, mine_s = df, t2 - t1
+    if n_ref < a.images:  # the function on the same images, for a like-for-like comparison
+        sub_q = bench.queries[:n_ref] + [q for q, k in zip(bench.queries[a.images:], keep) if k]
+        sub_c = bench.candidates[:n_ref] + [c for c, k in zip(bench.candidates[a.images:], keep) if k]
+        sub_e = np.concatenate([emb[:n_ref], emb[a.images:][keep]])
+        ts = time.perf_counter()
+        mine = evaluate_image_text_embeddings(RetrievalBenchmark(bench.name, sub_q, sub_c), sub_e, sub_e,
+                                              cross_lingual=False, caption_setting=False, show_progress=False)
+        mine_s = time.perf_counter() - ts
+    t3 = time.perf_counter()
+    ref = reference(img, cap, lang_of[keep], img_of[keep], a.langs)
+    t4 = time.perf_counter()
+    got = {(r.direction, r.setting, r.query_lang, r.candidate_lang, r.metric): r.value for r in mine.itertuples()}
+    missing = [key for key in ref if key not in got]
+    diff = max(abs(got[key] - v) for key, v in ref.items() if key in got)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    scope = "all images" if n_ref == a.images else f"the first {n_ref} images (a slice)"
+    print(f"CLIP_benchmark-style full-matrix reference on {scope}: {t4 - t3:.1f} s, {len(ref)} values compared, "
+          f"max abs difference {diff:.2e}, {len(missing)} missing; time ratio reference / function "
+          f"{(t4 - t3) / mine_s:.1f}x; peak RSS now {rss:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,52 @@
-"""Image–text evaluation in all of PROTOCOL §2.2's settings, from one call.
+"""Image–text evaluation in every setting of PROTOCOL §2.2, in one pass over the image score blocks.
 
-Input: a benchmark as :meth:`hbkit.datasets.images.ImageCaptionSet.to_benchmark` builds it (images
-and captions both as queries and as candidates; relevance by image) and L2-normalised embeddings
-of its queries and candidates. Output: one tidy table, columns :data:`hbkit.evaluation.COLUMNS`:
+:func:`evaluate_image_text_embeddings` takes a benchmark built by
+:meth:`hbkit.datasets.images.ImageCaptionSet.to_benchmark` (images and captions both as queries
+and as candidates) and returns rows with the columns :data:`hbkit.evaluation.COLUMNS`:
 
-=================  ============  =====  =====  ==================================================
-direction          setting       query  cand.  metrics
-=================  ============  =====  =====  ==================================================
-text→image         monolingual   X      ``-``  hit@1/5/10 (CLIP's R@k), hit_mean, mAP
-image→text         monolingual   ``-``  X      hit@1/5/10, hit_mean, mAP
-text→text          cross-lingual X      Y≠X    mAP, R@1 (captions → captions of the same image)
-image→text         multilingual  ``-``  all    mAP, R@10, rank_distance, MRV, MRV_z,
-                                               rank_distance_z, top10_share:<lang>, ..._max_minus_min
-caption→caption    multilingual  X      all    mAP, R@10, rank_distance(_z), MRV(_z),
-                                               own_language_top10_share, top10 shares
-=================  ============  =====  =====  ==================================================
+===========  ==============  =====  =====  ==========================================================
+direction    setting         query  cand.  metrics
+===========  ==============  =====  =====  ==========================================================
+text→image   monolingual     X      ``-``  hit@k (``hit_ks``), hit_mean, mAP
+image→text   monolingual     ``-``  X      hit@k, hit_mean, mAP (captions in X only)
+text→text    cross-lingual   X      Y      mAP, R@1 (captions in X → captions in Y ≠ X)
+image→text   multilingual    ``-``  all    mAP, R@10, rank_distance, MRV, MRV_z, rank_distance_z,
+                                           top{k}_share:<lang>, top{k}_share_max_minus_min
+caption→     multilingual    X      all    the caption rows of :func:`hbkit.language_bias.language_bias_table`
+caption
+===========  ==============  =====  =====  ==========================================================
 
-``hit_mean`` is the mean of hit@1, hit@5 and hit@10 (CLIP's "mean recall"). The first three row
-kinds come from :func:`hbkit.evaluation.evaluate_embeddings` on the benchmark's (caption, image),
-(image, caption) and (caption, caption) parts, the last two from
-:func:`hbkit.language_bias.language_bias_table`, so every number has one definition. The
-caption→caption rows replace the evaluator's text→text monolingual and multilingual rows, in which
-a caption would be relevant to itself.
+Every value is defined as in :func:`hbkit.evaluation.evaluate_embeddings` (the first three
+blocks of rows and mAP / R@10 / rank distance) and :func:`hbkit.language_bias.language_bias_table`
+(the language-bias measures): pessimistic ranks (a candidate's rank is the number of candidates
+scoring at least as high), ``hit@k`` = 1 if any relevant item is in the top k (CLIP's R@k),
+``hit_mean`` = the mean over ``hit_ks`` of a query's hit@k; ``value`` = the mean over the
+queries with a defined value (``n_queries``). evaluate_embeddings' text→text monolingual and
+multilingual rows are not produced: a caption would be relevant to itself; the
+caption→caption rows (query excluded) replace them.
+
+**Cost.** Caption candidates are sorted by language once. Each image chunk's score block
+(all captions × a chunk of images, float32) is computed once and gives every image-query
+metric: the cells at or above each image's lowest relevant score are extracted (few for a
+useful model), and the pooled ranks, the ranks within each language and the top-k shares are
+counted from them; the z-scored control re-ranks each language's best relevant caption after
+z-scoring the block in place. The text→image ranks come from the same blocks: with each
+caption's score for its own image computed first, each block adds, per caption, the number
+of images scoring at least as high. This needs shared embeddings (caption queries equal to
+their caption candidates, image queries to image candidates — what
+:func:`evaluate_image_text` produces for a model whose text embedding does not depend on
+``kind``) and one image per caption; otherwise the text→image rows take a second pass of
+caption × image blocks. When a block holds too many such cells (a poor model), the counts
+fall back to :func:`hbkit.metrics.grouped_ranking_metrics`' bucketing (slower, same values).
+Cross-lingual rows cost one caption × caption block per caption query (cheap for XTD10, about
+72× the image pass for all of Crossmodal-3600); so do the caption→caption rows, which
+``caption_queries`` can restrict to a subset.
+
+**Re-scoring.** With ``rescore`` (ALBEF's ITM head), the monolingual rows and the multilingual
+mAP / R@10 / rank_distance come from :func:`hbkit.evaluation.evaluate_embeddings` with the
+re-scorer on the image–text directions (two first-stage passes, slower); the language-bias
+measures (MRV, z-scored control, shares) and the text-tower rows use the first-stage scores,
+as :func:`hbkit.language_bias.language_bias_table` does.
 """
 from __future__ import annotations
 
@@ -33,47 +58,371 @@ import pandas as pd
 import torch
 
 from hbkit.benchmark import RetrievalBenchmark
+from hbkit.engine.progress import progress, progress_enabled
 from hbkit.errors import ConfigError, DataError
 from hbkit.evaluation import (
     COLUMNS,
     CROSS_LINGUAL,
     DEFAULT_RESCORE_K,
+    IMAGE_TO_TEXT,
     MONOLINGUAL,
     MULTILINGUAL,
-    _encode,
+    NO_LANGUAGE,
+    TEXT_TO_IMAGE,
+    TEXT_TO_TEXT,
+    Rescorer,
+    encode_items,
     evaluate_embeddings,
+    row_keys,
 )
-from hbkit.language_bias import language_bias_table
+from hbkit.language_bias import (
+    CAPTION_TO_CAPTION,
+    PooledBias,
+    _rows,
+    _shares_sorted,
+    caption_relevance,
+    rank_spread,
+)
+from hbkit.metrics import _count_ge, group_codes, pad_relevant, ranking_metrics
 from hbkit.parallel import IMAGE, TEXT
 
-__all__ = ["evaluate_image_text", "evaluate_image_text_embeddings", "HIT_MEAN"]
-
-#: Name of the mean of hit@1, hit@5 and hit@10.
+#: Budget (bytes) of one float32 score block when ``chunk_size`` is None.
+BLOCK_BYTES = 128 * 2**20
+#: Cells of a block extracted for exact counting; above this fraction, bucketing is used instead.
+SPARSE_FRACTION = 1 / 16
+#: R@k cut-off of the multilingual rows (PROTOCOL §1.4).
+MULTI_K = 10
+#: Name of the mean of a query's hit@k over ``hit_ks``.
 HIT_MEAN = "hit_mean"
+
+__all__ = ["BLOCK_BYTES", "HIT_MEAN", "SPARSE_FRACTION", "evaluate_image_text", "evaluate_image_text_embeddings"]
 
 
 def _matrix(x, name: str, n: int) -> torch.Tensor:
-    m = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().cpu().float()
-    if m.ndim != 2 or m.shape[0] != n:
-        raise DataError(f"{name} has shape {tuple(m.shape)}; expected ({n}, d), one row per item of the benchmark "
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    t = t.to("cpu", torch.float32)
+    if t.ndim != 2 or t.shape[0] != n:
+        raise DataError(f"{name} has shape {tuple(t.shape)}; expected ({n}, d), one row per item of the benchmark "
                         "in order. Encode the benchmark's queries and candidates with one model.")
-    return m
+    if not all(bool(torch.isfinite(t[a:a + 65536]).all()) for a in range(0, n, 65536)):
+        raise DataError(f"{name} contains NaN or infinite values: the encoder is broken "
+                        "(e.g. a diverged checkpoint); re-encode with a valid model.")
+    return t
 
 
-def _part(bench: RetrievalBenchmark, q_idx: np.ndarray, c_idx: np.ndarray) -> RetrievalBenchmark:
-    return RetrievalBenchmark(bench.name, [bench.queries[i] for i in q_idx], [bench.candidates[j] for j in c_idx])
+class _Pool:
+    """Caption candidates sorted by language (language-less last): rows of every score block."""
+
+    def __init__(self, bench: RetrievalBenchmark, c: torch.Tensor, c_cap: np.ndarray) -> None:
+        codes, self.langs = group_codes([bench.candidates[j].lang for j in c_cap])
+        L = len(self.langs)
+        key = np.where(codes >= 0, codes, L)
+        order = np.argsort(key, kind="stable")
+        self.ids = c_cap[order]  # candidate index of each row
+        self.codes = torch.from_numpy(key[order])  # int64 (n_c,), L = no language
+        edges = np.searchsorted(key[order], np.arange(L + 1))
+        self.bounds = [(int(edges[g]), int(edges[g + 1])) for g in range(L)]
+        lo = int(self.ids[0])
+        contiguous = bool((self.ids == np.arange(lo, lo + len(self.ids))).all())
+        self.emb = c[lo:lo + len(self.ids)] if contiguous else c[torch.from_numpy(self.ids)]
+        self.pos = np.full(len(bench.candidates) + 1, -1, dtype=np.int64)  # last entry: padding
+        self.pos[self.ids] = np.arange(len(self.ids))
+
+    def relevant(self, bench: RetrievalBenchmark, queries: np.ndarray, drop_code: int | None = None) -> torch.Tensor:
+        """Padded rows (n, m) of each query's relevant captions (-1 = padding), optionally without one language."""
+        cache: dict[int, np.ndarray] = {}
+        out = []
+        for i in queries:
+            arr = bench.relevant[i]
+            r = cache.get(id(arr))
+            if r is None:
+                r = self.pos[arr]
+                r = r[r >= 0]
+                cache[id(arr)] = r
+            out.append(r if drop_code is None else r[self.codes.numpy()[r] != drop_code])
+        return pad_relevant(out)
 
 
-def _with_hit_mean(df: pd.DataFrame, hit_ks: Sequence[int]) -> pd.DataFrame:
-    names = [f"hit@{k}" for k in hit_ks]
-    hits = df[df.metric.isin(names)]
-    if hits.empty:
-        return df
-    keys = [c for c in COLUMNS if c not in ("metric", "value", "n_queries")]
-    mean = hits.groupby(keys, sort=False).agg(value=("value", "mean"), n_queries=("n_queries", "min"),
-                                             k=("metric", "nunique")).reset_index()
-    mean = mean[mean.k == len(names)].drop(columns="k")
-    mean["metric"] = HIT_MEAN
+def _extract(T: torch.Tensor, thr: torch.Tensor, bounds: list[tuple[int, int]], buf: torch.Tensor
+             ) -> tuple[torch.Tensor, ...] | None:
+    """(rows, cols, values) of the cells with T[j, i] >= thr[g(j), i], ``thr`` (L + 1, b) per language
+    (row L: language-less rows), or None when they exceed SPARSE_FRACTION of the block."""
+    n_c = T.shape[0]
+    edges = [*bounds, (bounds[-1][1] if bounds else 0, n_c)]
+    for g, (lo, hi) in enumerate(edges):
+        if hi > lo:
+            torch.ge(T[lo:hi], thr[g], out=buf[lo:hi])
+    if int(torch.count_nonzero(buf)) > SPARSE_FRACTION * buf.numel():
+        return None
+    rows, cols = buf.nonzero().unbind(1)
+    return rows, cols, T[rows, cols]
+
+
+def _count(thr: torch.Tensor, groups: torch.Tensor, n_groups: int, ext) -> torch.Tensor:
+    """c[i, g, r] = #{extracted cells of column i in group g with value >= thr[i, r]}: int64 (b, n_groups, m),
+    ``ext`` = (rows, cols, values) holding every cell >= a column's smallest threshold; +inf = padding."""
+    b, m = thr.shape
+    rows, cols, vals = ext
+    out = torch.zeros(b * n_groups, m, dtype=torch.int64)
+    key = cols * n_groups + groups[rows]
+    step = max(1, 2**22 // max(m, 1))
+    for a in range(0, len(vals), step):
+        s = slice(a, a + step)
+        out.index_add_(0, key[s], (vals[s, None] >= thr[cols[s]]).to(torch.int64))
+    return out.view(b, n_groups, m)
+
+
+def _shares(ext, b: int, codes: torch.Tensor, L: int, k_eff: torch.Tensor) -> torch.Tensor | None:
+    """Top-k language shares (b, L) as :func:`hbkit.language_bias.top_k_language_share` from the extracted
+    cells, None unless they hold each column's k_eff best."""
+    rows, cols, vals = ext
+    n_i = torch.bincount(cols, minlength=b)
+    if not bool((n_i >= k_eff).all()):
+        return None
+    order = torch.argsort(vals, descending=True, stable=True)
+    order = order[torch.argsort(cols[order], stable=True)]  # by column, best first
+    start = n_i.cumsum(0) - n_i
+    t = vals[order][(start + k_eff - 1).clamp(0, max(len(vals) - 1, 0))] if len(vals) else torch.zeros(b)
+    key = cols * (L + 1) + codes[rows]
+    c_gt = torch.zeros(b * (L + 1), dtype=torch.float64).index_add_(0, key, (vals > t[cols]).double()).view(b, -1)
+    c_eq = torch.zeros(b * (L + 1), dtype=torch.float64).index_add_(0, key, (vals == t[cols]).double()).view(b, -1)
+    w = (k_eff - c_gt.sum(1)) / c_eq.sum(1).clamp(min=1)
+    share = (c_gt + w[:, None] * c_eq) / k_eff.clamp(min=1).double()[:, None]
+    share[k_eff == 0] = float("nan")
+    return share[:, :L]
+
+
+def _lang_stats(T: torch.Tensor, bounds: list[tuple[int, int]], ex_rows: torch.Tensor, ex_cols: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and 1/std per language and column, float32 (L, b), as :func:`hbkit.language_bias.zscore_by_language`
+    (two passes; the excluded cells take no part; a std below 1e-6 of the RMS score counts as 0: 1/std := 1)."""
+    b = T.shape[1]
+    mean, inv = torch.zeros(len(bounds), b), torch.ones(len(bounds), b)
+    T[ex_rows, ex_cols] = 0
+    for g, (lo, hi) in enumerate(bounds):
+        if hi == lo:
+            continue
+        inside = torch.nonzero((ex_rows >= lo) & (ex_rows < hi)).flatten()
+        cnt = torch.full((b,), float(hi - lo))
+        cnt[ex_cols[inside]] -= 1
+        cnt.clamp_(min=1)
+        mu = T[lo:hi].sum(0) / cnt
+        dev = T[lo:hi] - mu
+        dev[ex_rows[inside] - lo, ex_cols[inside]] = 0
+        std = (dev.square_().sum(0) / cnt).sqrt()
+        mean[g] = mu
+        inv[g] = torch.where(std > 1e-6 * (mu * mu + std * std).sqrt(), 1 / std, torch.ones(()))
+    T[ex_rows, ex_cols] = float("-inf")
+    return mean, inv
+
+
+def _z(vals: torch.Tensor, g: torch.Tensor, cols: torch.Tensor, mean: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+    """z-scores (s − mean) · (1/std) of values in languages ``g`` (L = none: unchanged) and columns ``cols``."""
+    L = mean.shape[0]
+    if L == 0:
+        return vals
+    gi = g.clamp(max=L - 1)
+    return torch.where(g < L, (vals - mean[gi, cols]) * inv[gi, cols], vals)
+
+
+def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, *,
+           exclude: torch.Tensor | None = None, pooled: bool = True, group_ks: Sequence[int] = (),
+           hit_ks: Sequence[int] = (), k: int = 10, ddof: int = 0) -> dict[str, np.ndarray]:
+    """Per-query metrics of one score block T (n_c, b): caption rows × query columns (modified).
+
+    ``rel`` (b, m): relevant rows per query, -1 = padding; ``exclude`` (b,): a row scored −inf
+    per query (-1 = none); ``buf``: bool (n_c, b) scratch. ``pooled``: AP, R@10, rank distance,
+    MRV, z-scored control and shares (b, L) over all rows; per language g: ``AP_g``, ``R@k_g``,
+    ``hit@k_g`` (b, L) from the ranks within g's rows. NaN where undefined.
+    """
+    n_c, b = T.shape
+    L, codes = len(pool.langs), pool.codes
+    ar = torch.arange(b)
+    ex = torch.full((b,), -1, dtype=torch.int64) if exclude is None else exclude
+    ex_cols = torch.nonzero(ex >= 0).flatten()
+    ex_rows = ex[ex_cols]
+    T[ex_rows, ex_cols] = float("-inf")
+    valid = rel >= 0
+    relc = rel.clamp(min=0)
+    rs = T[relc, ar[:, None]]  # (b, m) relevant scores
+    thr = rs.masked_fill(~valid, float("inf"))
+    g_rel = torch.where(valid, codes[relc], torch.full_like(rel, L + 1))  # L = no language, L + 1 = padding
+    real, idx = g_rel < L, g_rel.clamp(max=L)
+    n_rel = valid.sum(1)
+    k_eff = (n_c - (ex >= 0).long()).clamp(max=k)
+    tau = thr.amin(1)  # every rank counts cells >= the column's lowest relevant score
+    thr_g = tau.expand(L + 1, b)
+    if pooled:
+        need = torch.nonzero(n_rel < k_eff).flatten()
+        if len(need):  # the extracted cells must also hold the column's top k
+            stride = n_c // (256 * k)
+            lb = torch.topk(T[::stride], k, dim=0).values[k - 1] if stride >= 1 else torch.full((b,), -float("inf"))
+            tau[need] = torch.minimum(tau[need], lb[need])
+        mean, inv = _lang_stats(T, pool.bounds, ex_rows, ex_cols)
+        # each language's best relevant row: the z-scored control ranks it again (z is increasing per language)
+        top = torch.full((b, L + 2), float("-inf")).scatter_reduce_(1, g_rel, rs.masked_fill(~real, float("-inf")),
+                                                                   "amax")
+        is_best = real & (rs == top.gather(1, g_rel))
+        best_row = torch.full((b, L + 2), -1, dtype=torch.int64).scatter_(1, torch.where(is_best, g_rel, L + 1),
+                                                                          torch.where(is_best, rel, -1))[:, :L]
+        present = best_row >= 0
+        zt = _z(T[best_row.clamp(min=0), ar[:, None]], torch.arange(L).expand(b, L), ar[:, None].expand(b, L),
+                mean, inv).masked_fill(~present, float("inf"))
+        zmin = zt.amin(1) if L else torch.full((b,), float("inf"))
+        # cells with z >= zmin, in score space (a margin far above float32 rounding)
+        off = zmin / inv
+        s_thr = torch.where(torch.isfinite(zmin), mean + off - 1e-4 * (mean.abs() + off.abs()) - 1e-30,
+                            torch.full((), float("inf")))
+        thr_g = torch.cat([torch.minimum(s_thr, tau), torch.minimum(zmin, tau)[None]])
+    ext = _extract(T, thr_g, pool.bounds, buf)
+    if ext is not None:
+        keep = ext[2] >= tau[ext[1]]
+        raw = tuple(x[keep] for x in ext)
+        cnt = _count(thr, codes, L + 1, raw)  # (b, L + 1, m)
+    else:
+        cnt = _count_ge(T.T, thr, codes, L + 1, None).transpose(1, 2)
+    own = cnt.gather(1, idx[:, None, :]).squeeze(1)  # ranks within the candidate's language
+    ge = (rs[:, None, :] >= rs[:, :, None]) & valid[:, None, :]  # [i, r, r']: s_r' >= s_r
+    out: dict[str, np.ndarray] = {}
+    nan = torch.full((), float("nan"), dtype=torch.float64)
+    zero_f = torch.zeros((), dtype=torch.float64)
+    big = torch.iinfo(torch.int64).max
+    if group_ks or hit_ks:
+        above = (ge & (g_rel[:, None, :] == g_rel[:, :, None])).sum(2)
+        w = valid & real
+
+        def per_lang(x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(b, L + 1, dtype=torch.float64).scatter_add_(1, idx, x)[:, :L]
+
+        n_g = per_lang(w.double())
+        div = n_g.clamp(min=1)
+        out["AP_g"] = torch.where(n_g > 0, per_lang(torch.where(w, above.double() / own.clamp(min=1).double(), zero_f)) / div, nan).numpy()
+        for x in group_ks:
+            out[f"R@{x}_g"] = torch.where(n_g > 0, per_lang((w & (own <= x)).double()) / div, nan).numpy()
+        best_own = torch.full((b, L + 1), big).scatter_reduce_(1, idx, torch.where(w, own, big), "amin")[:, :L]
+        for x in hit_ks:
+            out[f"hit@{x}_g"] = torch.where(n_g > 0, (best_own <= x).double(), nan).numpy()
+    if not pooled:
+        return out
+    ranks = cnt.sum(1)  # pooled pessimistic ranks (b, m)
+    nr = n_rel.double().clamp(min=1)
+    ap = torch.where(valid, ge.sum(2).double() / ranks.clamp(min=1).double(), zero_f).sum(1)
+    out["AP"] = torch.where(n_rel > 0, ap / nr, nan).numpy()
+    out[f"R@{MULTI_K}"] = torch.where(n_rel > 0, (valid & (ranks <= MULTI_K)).sum(1) / nr, nan).numpy()
+    best = torch.full((b, L + 1), big).scatter_reduce_(1, idx, torch.where(real, ranks, big), "amin")[:, :L]
+    out["rank_distance"], out["MRV"] = rank_spread(torch.where(best < big, best.double(), nan).numpy(), ddof)
+    shares = None if ext is None else _shares(raw, b, codes, L, k_eff)
+    out["shares"] = (_shares_sorted(T.T, codes, L, k) if shares is None else shares).numpy()
+    if ext is not None:
+        rows, cols, vals = ext
+        z = _z(vals, codes[rows], cols, mean, inv)
+        keep = z >= zmin[cols]
+        ranks_z = _count(zt, torch.zeros(n_c, dtype=torch.int64), 1, (rows[keep], cols[keep], z[keep]))[:, 0]
+    else:  # z-score the whole block
+        Z = T.clone()
+        for g, (lo, hi) in enumerate(pool.bounds):
+            Z[lo:hi].sub_(mean[g]).mul_(inv[g])
+        ranks_z = _count_ge(Z.T, zt, torch.zeros(n_c, dtype=torch.int64), 1, None)[:, :, 0]
+    out["rank_distance_z"], out["MRV_z"] = rank_spread(torch.where(present, ranks_z.double(), nan).numpy(), ddof)
+    return out
+
+
+def _scan(pool: _Pool, emb: torch.Tensor, rel: torch.Tensor, step: int, desc: str, show: bool,
+          exclude: torch.Tensor | None = None, on_block=None, **kw) -> dict[str, np.ndarray]:
+    """:func:`_block` over chunks of ``step`` queries (``emb`` (n, d)), results concatenated."""
+    parts: dict[str, list[np.ndarray]] = {}
+    n = emb.shape[0]
+    T, buf = torch.empty(0), torch.empty(0, dtype=torch.bool)
+    for lo in progress(range(0, n, step), show=show, desc=desc, leave=False):
+        hi = min(n, lo + step)
+        if T.shape[1:] != (hi - lo,):
+            T = torch.empty(pool.emb.shape[0], hi - lo)
+            buf = torch.empty(T.shape, dtype=torch.bool)
+        torch.mm(pool.emb, emb[lo:hi].T, out=T)
+        if on_block is not None:
+            on_block(T, lo, hi)
+        res = _block(T, rel[lo:hi], pool, buf, exclude=None if exclude is None else exclude[lo:hi], **kw)
+        for key, v in res.items():
+            parts.setdefault(key, []).append(v)
+    return {key: np.concatenate(v) for key, v in parts.items()}
+
+
+def _same_rows(a: torch.Tensor, ia: np.ndarray, b: torch.Tensor, ib: np.ndarray) -> bool:
+    if a.data_ptr() == b.data_ptr() and a.shape == b.shape and np.array_equal(ia, ib):
+        return True
+    return all(torch.equal(a[torch.from_numpy(ia[s:s + 32768])], b[torch.from_numpy(ib[s:s + 32768])])
+               for s in range(0, len(ia), 32768))
+
+
+def _t2i_plan(bench, q, c, q_img, q_cap, c_img, pool) -> tuple[np.ndarray, np.ndarray] | None:
+    """(pool row, image column) of each caption query when text→image can use the image blocks, else None."""
+    if not len(q_img) or not len(q_cap) or len(c_img) != len(q_img):
+        return None
+    col_of = {bench.queries[i].qid: n for n, i in enumerate(q_img)}
+    cand_col = np.array([col_of.get(bench.candidates[j].cid, -1) for j in c_img])
+    if (cand_col < 0).any() or len(np.unique(cand_col)) != len(cand_col) or not _same_rows(q, q_img[cand_col], c,
+                                                                                              c_img):
+        return None
+    cap_of = {bench.candidates[j].cid: j for j in pool.ids}
+    match = np.array([cap_of.get(bench.queries[i].qid, -1) for i in q_cap])
+    if (match < 0).any() or len(np.unique(match)) != len(match) or not _same_rows(q, q_cap, c, match):
+        return None
+    img_pos = np.full(len(bench.candidates), -1, dtype=np.int64)
+    img_pos[c_img] = np.arange(len(c_img))
+    cache: dict[int, int] = {}
+    own = np.empty(len(q_cap), dtype=np.int64)
+    for n, i in enumerate(q_cap):
+        arr = bench.relevant[i]
+        if id(arr) not in cache:
+            r = img_pos[arr]
+            r = r[r >= 0]
+            cache[id(arr)] = int(r[0]) if len(r) == 1 else -1
+        own[n] = cache[id(arr)]
+    if (own < 0).any():
+        return None
+    return pool.pos[match], cand_col[own]
+
+
+def _mean_rows(keys: dict, direction: str, setting: str, ql: str, cl: str, metrics: Mapping[str, np.ndarray]
+               ) -> list[dict]:
+    rows = []
+    for metric, v in metrics.items():
+        ok = ~np.isnan(v)
+        if ok.any():
+            rows.append({**keys, "direction": direction, "setting": setting, "query_lang": ql, "candidate_lang": cl,
+                         "metric": metric, "value": float(v[ok].mean()), "n_queries": int(ok.sum())})
+    return rows
+
+
+def _hit_metrics(hits: Mapping[int, np.ndarray], ap: np.ndarray) -> dict[str, np.ndarray]:
+    out = {f"hit@{x}": v for x, v in hits.items()}
+    out[HIT_MEAN] = np.mean(np.stack(list(hits.values())), axis=0)
+    out["mAP"] = ap
+    return out
+
+
+def _rescored_rows(bench, q, c, q_img, q_cap, c_img, c_cap, hks, rescore, rescore_k, meta) -> pd.DataFrame:
+    """Image–text rows of :func:`evaluate_embeddings` with the re-scorer, on the two image–text directions."""
+    parts = []
+    for qi, ci in ((q_cap, c_img), (q_img, c_cap)):
+        if not len(qi) or not len(ci):
+            continue
+        sub = RetrievalBenchmark(bench.name, [bench.queries[i] for i in qi], [bench.candidates[j] for j in ci])
+        qmap, cmap = torch.from_numpy(qi), torch.from_numpy(ci)
+
+        def fn(a: torch.Tensor, b: torch.Tensor, qm: torch.Tensor = qmap, cm: torch.Tensor = cmap) -> torch.Tensor:
+            return rescore(qm[a], cm[b])  # the part's indices -> the benchmark's
+        parts.append(evaluate_embeddings(sub, q[qmap], c[cmap], settings=(MONOLINGUAL, MULTILINGUAL),
+                                         ks_multi=(MULTI_K,), hit_ks=hks, rescore=fn, rescore_k=rescore_k, meta=meta,
+                                         show_progress=False))
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+    multi = df.setting == MULTILINGUAL
+    df = df[(~multi & df.metric.isin(["mAP"] + [f"hit@{x}" for x in hks]))
+            | (multi & df.metric.isin(["mAP", f"R@{MULTI_K}", "rank_distance"]))]
+    hits = df[df.metric.str.startswith("hit@")]
+    by = ["direction", "setting", "query_lang", "candidate_lang"]
+    mean = hits.groupby(by, sort=False).agg(value=("value", "mean"), n_queries=("n_queries", "max")).reset_index()
+    mean = mean.assign(metric=HIT_MEAN, **{c_: df[c_].iloc[0] for c_ in ["model", "strategy", "seed", "benchmark"]})
     return pd.concat([df, mean[COLUMNS]], ignore_index=True)
 
 
@@ -81,89 +430,199 @@ def evaluate_image_text_embeddings(bench: RetrievalBenchmark, query_emb, cand_em
                                    meta: Mapping[str, Any] | None = None, hit_ks: Sequence[int] = (1, 5, 10),
                                    k: int = 10, ddof: int = 0, cross_lingual: bool = True,
                                    caption_setting: bool = True, caption_queries: Sequence[int] | None = None,
-                                   rescore=None, rescore_k: int = DEFAULT_RESCORE_K, chunk_size: int | None = None,
-                                   show_progress: bool | None = None) -> pd.DataFrame:
-    """The table of the module docstring for precomputed embeddings.
+                                   chunk_size: int | None = None, show_progress: bool | None = None,
+                                   rescore: Rescorer | None = None, rescore_k: int = DEFAULT_RESCORE_K
+                                   ) -> pd.DataFrame:
+    """All §2.2 rows (module doc) of an image–caption benchmark from precomputed embeddings.
 
     Args:
-        query_emb: (n_queries, d) L2-normalised, in ``bench.queries`` order.
+        bench: from :meth:`ImageCaptionSet.to_benchmark` (image and caption queries and candidates).
+        query_emb: (n_queries, d) L2-normalised, in ``bench.queries`` order (tensor or array).
         cand_emb: (n_candidates, d) L2-normalised, in ``bench.candidates`` order.
-        hit_ks: CLIP-convention cut-offs of the monolingual rows (``hit_mean`` averages them).
-        k: the top-k of the language shares (``top{k}_share``).
-        ddof: MRV's degrees of freedom (0: population standard deviation).
-        cross_lingual: the caption → caption per language pair rows (all pairs; costs a
-            captions × captions score pass).
-        caption_setting: the caption → pooled captions rows (:data:`CAPTION_TO_CAPTION`).
-        caption_queries: indices into ``bench.candidates`` of the caption queries of that
-            setting (all captions when None; a sample at Crossmodal-3600 scale).
-        rescore / rescore_k: a re-scorer of the image–text rows' first-stage top k (ALBEF's
-            matching head; see :func:`hbkit.evaluation.rerank_top_k`).
         meta: fills ``model``, ``strategy``, ``seed``.
+        hit_ks: hit@k cut-offs of the monolingual rows (hit_mean is their mean).
+        k: top-k cut-off of the language shares. ddof: of MRV's standard deviation.
+        cross_lingual / caption_setting: produce those rows; ``caption_queries``: indices into
+            ``bench.candidates`` of the caption queries of the caption→caption rows (default all).
+        chunk_size: queries per score block (default: a float32 block <= :data:`BLOCK_BYTES`).
+        rescore / rescore_k: optional re-scorer of the image–text rows (module doc).
     """
-    q_mod = np.array([q.modality for q in bench.queries])
-    c_mod = np.array([c.modality for c in bench.candidates])
+    hks = sorted({int(x) for x in hit_ks})
+    if not hks or hks[0] < 1:
+        raise ConfigError(f"hit_ks must hold positive cut-offs, got {list(hit_ks)}.")
+    if isinstance(k, bool) or int(k) < 1 or isinstance(ddof, bool) or int(ddof) < 0:
+        raise ConfigError(f"k must be a positive integer and ddof >= 0, got k={k!r}, ddof={ddof!r}.")
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}.")
+    if rescore is not None and (not callable(rescore) or isinstance(rescore_k, bool) or int(rescore_k) < 1):
+        raise ConfigError("rescore must be a function (query_indices, candidate_indices) -> scores and rescore_k a "
+                          f"positive integer, got {type(rescore).__name__} and {rescore_k!r}.")
+    k, ddof = int(k), int(ddof)
+    keys = row_keys(meta, bench.name)
     q = _matrix(query_emb, "query_emb", len(bench.queries))
     c = _matrix(cand_emb, "cand_emb", len(bench.candidates))
-    qi, qt = np.flatnonzero(q_mod == IMAGE), np.flatnonzero(q_mod == TEXT)
-    ci, ct = np.flatnonzero(c_mod == IMAGE), np.flatnonzero(c_mod == TEXT)
-    if not len(qi) or not len(ci):
-        raise ConfigError(f"Benchmark {bench.name!r} has no images: evaluate a text benchmark with "
-                          "hbkit.evaluation.evaluate_embeddings, or build this one with ImageCaptionSet.to_benchmark.")
-    if not len(qt) or not len(ct):
-        raise ConfigError(f"Benchmark {bench.name!r} has no captions among its queries and candidates; build it with "
-                          "ImageCaptionSet.to_benchmark, which makes every caption a query and a candidate.")
-    kw = dict(meta=meta, hit_ks=hit_ks, ks_mono=(), chunk_size=chunk_size, show_progress=show_progress)
-    t = torch.from_numpy
+    if q.shape[1] != c.shape[1]:
+        raise DataError(f"query_emb has dimension {q.shape[1]} but cand_emb has {c.shape[1]}: "
+                        "encode both with the same model.")
+    q_mod = np.array([x.modality for x in bench.queries])
+    c_mod = np.array([x.modality for x in bench.candidates])
+    q_img, q_cap = np.flatnonzero(q_mod == IMAGE), np.flatnonzero(q_mod == TEXT)
+    c_img, c_cap = np.flatnonzero(c_mod == IMAGE), np.flatnonzero(c_mod == TEXT)
+    if not len(q_img) and not len(c_img):
+        raise ConfigError(f"{bench.name}: the benchmark holds no images; evaluate a text benchmark with "
+                          "hbkit.evaluation.evaluate_embeddings, or build an image one with ImageCaptionSet.to_benchmark().")
+    if not len(c_cap):
+        raise ConfigError(f"{bench.name}: the benchmark holds no caption candidates; build it with "
+                          "ImageCaptionSet.to_benchmark(), which adds every caption as a candidate.")
+    show = progress_enabled(show_progress)
+    pool = _Pool(bench, c, c_cap)
+    L, n_c = len(pool.langs), len(pool.ids)
+    step = int(chunk_size) if chunk_size is not None else max(1, BLOCK_BYTES // (4 * n_c))
+    q_langs = [bench.queries[i].lang for i in q_cap]
+    rows: list[dict] = []
+    t2i = None
+    # ---- image queries: image→text rows, and text→image ranks from the same blocks
+    img_res = None
+    if len(q_img):
+        plan = None if rescore is not None else _t2i_plan(bench, q, c, q_img, q_cap, c_img, pool)
+        on_block = None
+        if plan is not None:
+            cap_rows, cap_col = plan
+            img = q[torch.from_numpy(q_img)]
+            s_own = torch.full((n_c,), float("inf"))
+            for a in range(0, len(cap_rows), 32768):
+                r, col = torch.from_numpy(cap_rows[a:a + 32768]), torch.from_numpy(cap_col[a:a + 32768])
+                s_own[r] = (pool.emb[r] * img[col]).sum(1)
+            by_col = np.argsort(cap_col, kind="stable")
+            col_sorted = cap_col[by_col]
+            above = torch.zeros(n_c, dtype=torch.int64)
 
-    def part_rescore(q_idx: np.ndarray, c_idx: np.ndarray) -> dict:
+            def on_block(T: torch.Tensor, lo: int, hi: int) -> None:  # images of this chunk scoring >= s_own
+                hot = torch.nonzero(T.amax(1) >= s_own).flatten()
+                if len(hot):
+                    above[hot] += (T[hot] >= s_own[hot, None]).sum(1)
+                sel = torch.from_numpy(by_col[np.searchsorted(col_sorted, lo):np.searchsorted(col_sorted, hi)])
+                r, col = torch.from_numpy(cap_rows)[sel], torch.from_numpy(cap_col)[sel] - lo
+                above[r] -= (T[r, col] >= s_own[r]).long()  # the own image counts once, as rank 1
+
+        rel = pool.relevant(bench, q_img)
+        img_res = _scan(pool, q[torch.from_numpy(q_img)], rel, step, "image queries", show, on_block=on_block,
+                        pooled=True, hit_ks=hks, k=k, ddof=ddof)
+        if plan is not None:
+            rank = (above[torch.from_numpy(cap_rows)] + 1).double().numpy()
+            t2i = {"ranks": rank}
+    # ---- text→image rows
+    if rescore is None and len(q_cap) and len(c_img):
+        if t2i is not None:
+            rank = t2i["ranks"]
+            hits, ap = {x: (rank <= x).astype(np.float64) for x in hks}, 1.0 / rank
+        else:  # a second pass: caption query chunks × image candidates
+            img_pos = np.full(len(bench.candidates) + 1, -1, dtype=np.int64)
+            img_pos[c_img] = np.arange(len(c_img))
+            rel_t = pad_relevant([img_pos[bench.relevant[i]][img_pos[bench.relevant[i]] >= 0] for i in q_cap])
+            cim = c[torch.from_numpy(c_img)]
+            res: dict[str, list] = {}
+            st = max(1, BLOCK_BYTES // (4 * len(c_img))) if chunk_size is None else int(chunk_size)
+            for a in progress(range(0, len(q_cap), st), show=show, desc="caption queries", leave=False):
+                out = ranking_metrics(q[torch.from_numpy(q_cap[a:a + st])] @ cim.T, rel_t[a:a + st], hit_ks=hks,
+                                      validate=False)
+                for key, v in out.items():
+                    res.setdefault(key, []).append(v)
+            hits = {x: np.concatenate(res[f"hit@{x}"]) for x in hks}
+            ap = np.concatenate(res["AP"])
+        ql_arr = np.array([x or "" for x in q_langs], dtype=object)
+        for ql in sorted(set(ql_arr)):
+            sel = ql_arr == ql
+            rows += _mean_rows(keys, TEXT_TO_IMAGE, MONOLINGUAL, ql or NO_LANGUAGE, NO_LANGUAGE,
+                               _hit_metrics({x: v[sel] for x, v in hits.items()}, ap[sel]))
+    if img_res is not None and rescore is None:
+        for g, cl in enumerate(pool.langs):
+            rows += _mean_rows(keys, IMAGE_TO_TEXT, MONOLINGUAL, NO_LANGUAGE, cl,
+                               _hit_metrics({x: img_res[f"hit@{x}_g"][:, g] for x in hks}, img_res["AP_g"][:, g]))
+    if rescore is not None:
+        rows += _rescored_rows(bench, q, c, q_img, q_cap, c_img, c_cap, hks, rescore, int(rescore_k),
+                               meta).to_dict("records")
+    if img_res is not None:
+        img_res["mAP"] = img_res["AP"]
+        res_i = PooledBias({m: v for m, v in img_res.items() if v.ndim == 1}, img_res["shares"], pool.langs, k, ddof)
+        metrics = ["MRV", "MRV_z", "rank_distance_z"]
         if rescore is None:
-            return {}
-        qm, cm = t(q_idx), t(c_idx)  # the part's indices -> the benchmark's
-        return {"rescore": lambda a, b: rescore(qm[a], cm[b]), "rescore_k": rescore_k}
-
-    frames = [
-        evaluate_embeddings(_part(bench, qt, ci), q[t(qt)], c[t(ci)], settings=(MONOLINGUAL,), **kw,
-                            **part_rescore(qt, ci)),
-        evaluate_embeddings(_part(bench, qi, ct), q[t(qi)], c[t(ct)], settings=(MONOLINGUAL, MULTILINGUAL),
-                            ks_multi=(10,), **kw, **part_rescore(qi, ct)),
-    ]
-    img_multi = frames[1].setting == MULTILINGUAL
-    frames[1] = frames[1][~img_multi | frames[1].metric.isin(["mAP", "R@10", "rank_distance"])]
-    if cross_lingual:
-        xl = evaluate_embeddings(_part(bench, qt, ct), q[t(qt)], c[t(ct)], settings=(CROSS_LINGUAL,),
-                                 ks_mono=(1,), hit_ks=(), meta=meta, chunk_size=chunk_size,
-                                 show_progress=show_progress)
-        frames.append(xl[xl.metric.isin(["mAP", "R@1"])])
-    bias = language_bias_table(bench, q, c, meta=meta, k=k, ddof=ddof, caption_setting=caption_setting,
-                               caption_queries=caption_queries, chunk_size=chunk_size)
-    frames.append(bias)
-    df = pd.concat([f for f in frames if len(f)], ignore_index=True)
-    df = _add_mean(df, hit_ks)
-    return df.astype({"seed": "int64", "n_queries": "int64", "value": "float64"})[COLUMNS]
-
-
-def _add_mean(df: pd.DataFrame, hit_ks: Sequence[int]) -> pd.DataFrame:
-    mono = df.setting == MONOLINGUAL
-    return pd.concat([_with_hit_mean(df[mono], hit_ks), df[~mono]], ignore_index=True)
+            metrics = ["mAP", f"R@{MULTI_K}", "rank_distance"] + metrics
+        rows += _rows(row_keys(meta, bench.name, IMAGE_TO_TEXT), NO_LANGUAGE, res_i, np.arange(len(q_img)), metrics)
+    # ---- cross-lingual: captions in X → captions in Y ≠ X (text tower)
+    if cross_lingual and len(q_cap) and L > 1:
+        code_of = {x: g for g, x in enumerate(pool.langs)}
+        for ql in sorted({x for x in q_langs if x}):
+            sel = q_cap[np.array([x == ql for x in q_langs])]
+            rel = pool.relevant(bench, sel, drop_code=code_of.get(ql, -1))
+            res = _scan(pool, q[torch.from_numpy(sel)], rel, step, f"cross-lingual {ql}", show, pooled=False,
+                        group_ks=(1,))
+            for g, cl in enumerate(pool.langs):
+                if cl != ql:
+                    rows += _mean_rows(keys, TEXT_TO_TEXT, CROSS_LINGUAL, ql, cl,
+                                       {"mAP": res["AP_g"][:, g], "R@1": res["R@1_g"][:, g]})
+    # ---- caption → pooled captions (text tower, query excluded)
+    if caption_setting:
+        if caption_queries is None:
+            qpos = np.arange(n_c)
+        else:
+            qpos = pool.pos[np.asarray(caption_queries, dtype=np.int64)]
+            if (qpos < 0).any():
+                raise ConfigError("caption_queries must index caption (text) candidates of the benchmark.")
+        langs = [bench.candidates[j].lang for j in pool.ids]
+        rel = pad_relevant(caption_relevance([bench.candidates[j].xids for j in pool.ids], langs, qpos))
+        qp = torch.from_numpy(qpos)
+        res = _scan(pool, pool.emb[qp], rel, step, "caption queries", show, exclude=qp, pooled=True, k=k, ddof=ddof)
+        own = pool.codes[qp].numpy()
+        res["mAP"] = res["AP"]
+        res[f"own_language_top{k}_share"] = np.where(own < L, res["shares"][np.arange(len(qpos)), own.clip(max=L - 1)],
+                                                     np.nan)
+        res_c = PooledBias({m: v for m, v in res.items() if v.ndim == 1}, res["shares"], pool.langs, k, ddof)
+        ckeys = {**row_keys(meta, bench.name), "direction": CAPTION_TO_CAPTION}
+        q_l = np.array([langs[i] or "" for i in qpos], dtype=object)
+        for ql in sorted({x for x in q_l if x}):
+            rows += _rows(ckeys, ql, res_c, np.flatnonzero(q_l == ql),
+                          ["mAP", f"R@{MULTI_K}", "rank_distance", "rank_distance_z", "MRV", "MRV_z",
+                           f"own_language_top{k}_share"])
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.astype({"seed": "int64", "n_queries": "int64", "value": "float64"})
 
 
 def evaluate_image_text(model, bench: RetrievalBenchmark, *, batch_size: int = 64,
                         meta: Mapping[str, Any] | None = None, show_progress: bool | None = None,
-                        **kw: Any) -> pd.DataFrame:
-    """Encode ``bench`` with an image–text ``model`` (``encode`` for captions, ``encode_images`` for
-    images) and evaluate it (``kw`` go to :func:`evaluate_image_text_embeddings`). A model with a
-    ``rescore(bench)`` hook has the image–text rows' top ``model.rescore_k`` re-scored by it."""
-    from hbkit.engine.progress import progress_enabled
+                        **kw) -> pd.DataFrame:
+    """Encode ``bench`` with ``model`` and evaluate it with :func:`evaluate_image_text_embeddings` (``kw``).
 
-    if not hasattr(model, "encode_images"):
-        raise ConfigError(f"{type(model).__name__} has no image tower (no encode_images method): evaluate "
-                          "image–text benchmarks with an image–text model such as CLIP.")
+    Texts: ``model.encode(texts, kind="query" | "passage", ...)``; images:
+    ``model.encode_images(refs, ...)``, each distinct image once (its query and candidate
+    share the embedding). A model with a ``rescore(bench)`` hook gets it as in
+    :func:`hbkit.evaluation.evaluate_model` (``rescore=`` in ``kw`` overrides it).
+    """
     show = progress_enabled(show_progress)
-    q = _encode(model, bench.queries, "query", batch_size, show)
-    c = _encode(model, bench.candidates, "passage", batch_size, show)
+    name = type(model).__name__
+    if not hasattr(model, "encode"):
+        raise ConfigError(f"{name} has no encode(texts, kind=...) method: pass an hbkit image–text model.")
+    if not hasattr(model, "encode_images"):
+        raise ConfigError(f"{name} has no image tower (no encode_images method), but benchmark {bench.name!r} "
+                          "holds images: evaluate it with an image–text model such as CLIP or ALBEF.")
+    q_emb = encode_items(model, bench.queries, "query", batch_size, show)
+    q_emb = torch.as_tensor(np.asarray(q_emb) if not isinstance(q_emb, torch.Tensor) else q_emb).detach().cpu().float()
+    row_of = {x.image: i for i, x in enumerate(bench.queries) if x.modality == IMAGE}
+    reuse = [j for j, x in enumerate(bench.candidates) if x.modality == IMAGE and x.image in row_of]
+    rest = [j for j in range(len(bench.candidates)) if j not in set(reuse)]
+    c_emb = torch.empty(len(bench.candidates), q_emb.shape[1])
+    if reuse:
+        c_emb[torch.tensor(reuse)] = q_emb[torch.tensor([row_of[bench.candidates[j].image] for j in reuse])]
+    if rest:
+        e = encode_items(model, [bench.candidates[j] for j in rest], "passage", batch_size, show)
+        e = torch.as_tensor(np.asarray(e) if not isinstance(e, torch.Tensor) else e).detach().cpu().float()
+        if e.ndim != 2 or e.shape != (len(rest), q_emb.shape[1]):
+            raise DataError(f"{name} returned candidate embeddings of shape {tuple(e.shape)} for {len(rest)} items; "
+                            f"expected ({len(rest)}, {q_emb.shape[1]}) like the queries.")
+        c_emb[torch.tensor(rest)] = e
     if "rescore" not in kw and callable(getattr(model, "rescore", None)):
         fn = model.rescore(bench)
         if fn is not None:
             kw["rescore"] = fn
             kw.setdefault("rescore_k", int(getattr(model, "rescore_k", DEFAULT_RESCORE_K)))
-    return evaluate_image_text_embeddings(bench, q, c, meta=meta, show_progress=show, **kw)
+    return evaluate_image_text_embeddings(bench, q_emb, c_emb, meta=meta, show_progress=show, **kw)
