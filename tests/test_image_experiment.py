@@ -27,8 +27,8 @@ def _spec(out, **kw) -> ex.RunSpec:
 
 def test_runs_of_the_demo_profile_and_their_labels(tmp_path):
     runs = planned_runs("demo-image", str(tmp_path))
-    # 2 models x 4 strategies x 2 seeds, then 1-to-K at K x the batch for tiny-clip, 2 seeds
-    assert len(runs) == 2 * 4 * 2 + 2
+    # 2 models x 4 strategies x 2 seeds, then 1-to-K at K x the batch for tiny-clip, 1 seed
+    assert len(runs) == 2 * 4 * 2 + 1
     labels = {(r["model"], ex.RunSpec(**r).label) for r in runs}
     assert ("tiny-clip", "1-to-K-images") in labels and ("tiny-clip-latin", "1-to-K-images") not in labels
     eq = [r for r in runs if ex.RunSpec(**r).label == "1-to-K-images"]
