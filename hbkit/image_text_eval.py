@@ -90,6 +90,7 @@ from hbkit.parallel import IMAGE, TEXT
 BLOCK_BYTES = 128 * 2**20
 #: Cells of a block extracted for exact counting; above this fraction, bucketing is used instead.
 SPARSE_FRACTION = 1 / 16
+FMAX = float(torch.finfo(torch.float32).max)
 #: R@k cut-off of the multilingual rows (PROTOCOL §1.4).
 MULTI_K = 10
 #: Name of the mean of a query's hit@k over ``hit_ks``.
@@ -104,29 +105,28 @@ def _matrix(x, name: str, n: int) -> torch.Tensor:
     if t.ndim != 2 or t.shape[0] != n:
         raise DataError(f"{name} has shape {tuple(t.shape)}; expected ({n}, d), one row per item of the benchmark "
                         "in order. Encode the benchmark's queries and candidates with one model.")
-    if not all(bool(torch.isfinite(t[a:a + 65536]).all()) for a in range(0, n, 65536)):
+    # a finite sum has no NaN / inf terms; an infinite one is checked cell by cell
+    if not all(bool(torch.isfinite(t[a:a + 65536].sum())) or bool(torch.isfinite(t[a:a + 65536]).all())
+               for a in range(0, n, 65536)):
         raise DataError(f"{name} contains NaN or infinite values: the encoder is broken "
                         "(e.g. a diverged checkpoint); re-encode with a valid model.")
     return t
 
 
 class _Pool:
-    """Caption candidates sorted by language (language-less last): rows of every score block."""
+    """The caption candidates: the rows of every score block, with their languages."""
 
     def __init__(self, bench: RetrievalBenchmark, c: torch.Tensor, c_cap: np.ndarray) -> None:
         codes, self.langs = group_codes([bench.candidates[j].lang for j in c_cap])
-        L = len(self.langs)
-        key = np.where(codes >= 0, codes, L)
-        order = np.argsort(key, kind="stable")
-        self.ids = c_cap[order]  # candidate index of each row
-        self.codes = torch.from_numpy(key[order])  # int64 (n_c,), L = no language
-        edges = np.searchsorted(key[order], np.arange(L + 1))
-        self.bounds = [(int(edges[g]), int(edges[g + 1])) for g in range(L)]
-        lo = int(self.ids[0])
-        contiguous = bool((self.ids == np.arange(lo, lo + len(self.ids))).all())
-        self.emb = c[lo:lo + len(self.ids)] if contiguous else c[torch.from_numpy(self.ids)]
+        self.ids = c_cap  # candidate index of each row
+        self.codes = torch.from_numpy(np.where(codes >= 0, codes, len(self.langs)))  # int64 (n_c,), L = none
+        lo = int(c_cap[0])
+        contiguous = c_cap[-1] - lo == len(c_cap) - 1  # c_cap is increasing
+        self.emb = c[lo:lo + len(c_cap)] if contiguous else c[torch.from_numpy(c_cap)]
         self.pos = np.full(len(bench.candidates) + 1, -1, dtype=np.int64)  # last entry: padding
-        self.pos[self.ids] = np.arange(len(self.ids))
+        self.pos[c_cap] = np.arange(len(c_cap))
+        self.ind = torch.nn.functional.one_hot(self.codes, len(self.langs) + 1).to(torch.float32)  # (n_c, L + 1)
+        self.count = self.ind.sum(0)  # rows per language
 
     def relevant(self, bench: RetrievalBenchmark, queries: np.ndarray, drop_code: int | None = None) -> torch.Tensor:
         """Padded rows (n, m) of each query's relevant captions (-1 = padding), optionally without one language."""
@@ -143,15 +143,9 @@ class _Pool:
         return pad_relevant(out)
 
 
-def _extract(T: torch.Tensor, thr: torch.Tensor, bounds: list[tuple[int, int]], buf: torch.Tensor
-             ) -> tuple[torch.Tensor, ...] | None:
-    """(rows, cols, values) of the cells with T[j, i] >= thr[g(j), i], ``thr`` (L + 1, b) per language
-    (row L: language-less rows), or None when they exceed SPARSE_FRACTION of the block."""
-    n_c = T.shape[0]
-    edges = [*bounds, (bounds[-1][1] if bounds else 0, n_c)]
-    for g, (lo, hi) in enumerate(edges):
-        if hi > lo:
-            torch.ge(T[lo:hi], thr[g], out=buf[lo:hi])
+def _extract(T: torch.Tensor, thr: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+    """(rows, cols, values) of the cells with T >= thr (broadcast), or None when they exceed SPARSE_FRACTION."""
+    torch.ge(T, thr, out=buf)
     if int(torch.count_nonzero(buf)) > SPARSE_FRACTION * buf.numel():
         return None
     rows, cols = buf.nonzero().unbind(1)
@@ -192,28 +186,24 @@ def _shares(ext, b: int, codes: torch.Tensor, L: int, k_eff: torch.Tensor) -> to
     return share[:, :L]
 
 
-def _lang_stats(T: torch.Tensor, bounds: list[tuple[int, int]], ex_rows: torch.Tensor, ex_cols: torch.Tensor
+def _lang_stats(T: torch.Tensor, pool: _Pool, D: torch.Tensor, ex_rows: torch.Tensor, ex_cols: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and 1/std per language and column, float32 (L, b), as :func:`hbkit.language_bias.zscore_by_language`
-    (two passes; the excluded cells take no part; a std below 1e-6 of the RMS score counts as 0: 1/std := 1)."""
-    b = T.shape[1]
-    mean, inv = torch.zeros(len(bounds), b), torch.ones(len(bounds), b)
+    """Mean and 1/std per language and column, float32 (L, b), as :func:`hbkit.language_bias.zscore_by_language`:
+    two passes, sums as products with the one-hot language indicator ``ind`` (n_c, L + 1); the excluded cells
+    take no part; a std below 1e-6 of the RMS score counts as 0 (1/std := 1). ``D``: (n_c, b) scratch."""
+    ind, L = pool.ind, len(pool.langs)
     T[ex_rows, ex_cols] = 0
-    for g, (lo, hi) in enumerate(bounds):
-        if hi == lo:
-            continue
-        inside = torch.nonzero((ex_rows >= lo) & (ex_rows < hi)).flatten()
-        cnt = torch.full((b,), float(hi - lo))
-        cnt[ex_cols[inside]] -= 1
-        cnt.clamp_(min=1)
-        mu = T[lo:hi].sum(0) / cnt
-        dev = T[lo:hi] - mu
-        dev[ex_rows[inside] - lo, ex_cols[inside]] = 0
-        std = (dev.square_().sum(0) / cnt).sqrt()
-        mean[g] = mu
-        inv[g] = torch.where(std > 1e-6 * (mu * mu + std * std).sqrt(), 1 / std, torch.ones(()))
+    cnt = pool.count[:, None].expand(L + 1, T.shape[1]).clone()
+    cnt[pool.codes[ex_rows], ex_cols] -= 1
+    cnt.clamp_(min=1)
+    mean = (ind.T @ T) / cnt
+    mean[L] = 0
+    torch.addmm(T, ind, mean, alpha=-1, out=D)  # deviations from the language mean
+    D[ex_rows, ex_cols] = 0
     T[ex_rows, ex_cols] = float("-inf")
-    return mean, inv
+    std = ((ind.T @ D.square_()) / cnt).sqrt()
+    inv = torch.where(std > 1e-6 * (mean * mean + std * std).sqrt(), 1 / std, torch.ones(()))
+    return mean[:L], inv[:L]
 
 
 def _z(vals: torch.Tensor, g: torch.Tensor, cols: torch.Tensor, mean: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
@@ -225,13 +215,13 @@ def _z(vals: torch.Tensor, g: torch.Tensor, cols: torch.Tensor, mean: torch.Tens
     return torch.where(g < L, (vals - mean[gi, cols]) * inv[gi, cols], vals)
 
 
-def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, *,
+def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D: torch.Tensor, *,
            exclude: torch.Tensor | None = None, pooled: bool = True, group_ks: Sequence[int] = (),
            hit_ks: Sequence[int] = (), k: int = 10, ddof: int = 0) -> dict[str, np.ndarray]:
     """Per-query metrics of one score block T (n_c, b): caption rows × query columns (modified).
 
     ``rel`` (b, m): relevant rows per query, -1 = padding; ``exclude`` (b,): a row scored −inf
-    per query (-1 = none); ``buf``: bool (n_c, b) scratch. ``pooled``: AP, R@10, rank distance,
+    per query (-1 = none); ``buf`` / ``D``: bool / float (n_c, b) scratch. ``pooled``: AP, R@10, rank distance,
     MRV, z-scored control and shares (b, L) over all rows; per language g: ``AP_g``, ``R@k_g``,
     ``hit@k_g`` (b, L) from the ranks within g's rows. NaN where undefined.
     """
@@ -251,14 +241,15 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, *
     n_rel = valid.sum(1)
     k_eff = (n_c - (ex >= 0).long()).clamp(max=k)
     tau = thr.amin(1)  # every rank counts cells >= the column's lowest relevant score
-    thr_g = tau.expand(L + 1, b)
+    cut = tau
     if pooled:
         need = torch.nonzero(n_rel < k_eff).flatten()
         if len(need):  # the extracted cells must also hold the column's top k
             stride = n_c // (256 * k)
             lb = torch.topk(T[::stride], k, dim=0).values[k - 1] if stride >= 1 else torch.full((b,), -float("inf"))
             tau[need] = torch.minimum(tau[need], lb[need])
-        mean, inv = _lang_stats(T, pool.bounds, ex_rows, ex_cols)
+        ind = pool.ind
+        mean, inv = _lang_stats(T, pool, D, ex_rows, ex_cols)
         # each language's best relevant row: the z-scored control ranks it again (z is increasing per language)
         top = torch.full((b, L + 2), float("-inf")).scatter_reduce_(1, g_rel, rs.masked_fill(~real, float("-inf")),
                                                                    "amax")
@@ -273,8 +264,9 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, *
         off = zmin / inv
         s_thr = torch.where(torch.isfinite(zmin), mean + off - 1e-4 * (mean.abs() + off.abs()) - 1e-30,
                             torch.full((), float("inf")))
-        thr_g = torch.cat([torch.minimum(s_thr, tau), torch.minimum(zmin, tau)[None]])
-    ext = _extract(T, thr_g, pool.bounds, buf)
+        cut = torch.cat([torch.minimum(s_thr, tau), torch.minimum(zmin, tau)[None]]).clamp_(-FMAX, FMAX)
+        cut = torch.mm(ind, cut, out=D)  # per-row thresholds: the indicator product is exact for finite values
+    ext = _extract(T, cut, buf)
     if ext is not None:
         keep = ext[2] >= tau[ext[1]]
         raw = tuple(x[keep] for x in ext)
@@ -319,10 +311,10 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, *
         keep = z >= zmin[cols]
         ranks_z = _count(zt, torch.zeros(n_c, dtype=torch.int64), 1, (rows[keep], cols[keep], z[keep]))[:, 0]
     else:  # z-score the whole block
-        Z = T.clone()
-        for g, (lo, hi) in enumerate(pool.bounds):
-            Z[lo:hi].sub_(mean[g]).mul_(inv[g])
-        ranks_z = _count_ge(Z.T, zt, torch.zeros(n_c, dtype=torch.int64), 1, None)[:, :, 0]
+        ind = pool.ind
+        zero = torch.zeros((1, b))
+        torch.addmm(T, ind, torch.cat([mean, zero]), alpha=-1, out=D).mul_(ind @ torch.cat([inv, zero + 1]))
+        ranks_z = _count_ge(D.T, zt, torch.zeros(n_c, dtype=torch.int64), 1, None)[:, :, 0]
     out["rank_distance_z"], out["MRV_z"] = rank_spread(torch.where(present, ranks_z.double(), nan).numpy(), ddof)
     return out
 
@@ -332,16 +324,16 @@ def _scan(pool: _Pool, emb: torch.Tensor, rel: torch.Tensor, step: int, desc: st
     """:func:`_block` over chunks of ``step`` queries (``emb`` (n, d)), results concatenated."""
     parts: dict[str, list[np.ndarray]] = {}
     n = emb.shape[0]
-    T, buf = torch.empty(0), torch.empty(0, dtype=torch.bool)
+    T = buf = D = torch.empty(0)
     for lo in progress(range(0, n, step), show=show, desc=desc, leave=False):
         hi = min(n, lo + step)
         if T.shape[1:] != (hi - lo,):
             T = torch.empty(pool.emb.shape[0], hi - lo)
-            buf = torch.empty(T.shape, dtype=torch.bool)
+            buf, D = torch.empty(T.shape, dtype=torch.bool), torch.empty(T.shape)
         torch.mm(pool.emb, emb[lo:hi].T, out=T)
         if on_block is not None:
             on_block(T, lo, hi)
-        res = _block(T, rel[lo:hi], pool, buf, exclude=None if exclude is None else exclude[lo:hi], **kw)
+        res = _block(T, rel[lo:hi], pool, buf, D, exclude=None if exclude is None else exclude[lo:hi], **kw)
         for key, v in res.items():
             parts.setdefault(key, []).append(v)
     return {key: np.concatenate(v) for key, v in parts.items()}
@@ -381,6 +373,36 @@ def _t2i_plan(bench, q, c, q_img, q_cap, c_img, pool) -> tuple[np.ndarray, np.nd
     if (own < 0).any():
         return None
     return pool.pos[match], cand_col[own]
+
+
+class _TextToImage:
+    """Text→image ranks from the image blocks (shared embeddings, one image per caption): the rank of
+    a caption is 1 + the number of other images scoring at least its own image's score."""
+
+    def __init__(self, pool: _Pool, img: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> None:
+        self.rows, self.cols = torch.from_numpy(rows), torch.from_numpy(cols)  # pool row, own image column
+        self.s = torch.full((len(pool.ids),), float("inf"))
+        for a in range(0, len(rows), 32768):
+            r, c = self.rows[a:a + 32768], self.cols[a:a + 32768]
+            self.s[r] = torch.linalg.vecdot(pool.emb[r], img[c])
+        self.by_col = torch.argsort(self.cols, stable=True)
+        self.col_sorted = self.cols[self.by_col].contiguous()
+        self.above = torch.zeros(len(pool.ids), dtype=torch.int64)
+
+    def __call__(self, T: torch.Tensor, lo: int, hi: int) -> None:
+        a, b = torch.searchsorted(self.col_sorted, torch.tensor([lo, hi])).tolist()
+        sel = self.by_col[a:b]
+        r, c = self.rows[sel], self.cols[sel] - lo
+        own = T[r, c]
+        T[r, c] = float("-inf")  # the own image is not counted
+        hot = torch.nonzero(T.amax(1) >= self.s).flatten()
+        if len(hot):
+            self.above.index_add_(0, hot, (T[hot] >= self.s[hot, None]).sum(1))
+        T[r, c] = own
+
+    def ranks(self) -> np.ndarray:
+        """float64 (n,) rank of each caption query."""
+        return (self.above[self.rows] + 1).double().numpy()
 
 
 def _mean_rows(keys: dict, direction: str, setting: str, ql: str, cl: str, metrics: Mapping[str, np.ndarray]
@@ -485,32 +507,12 @@ def evaluate_image_text_embeddings(bench: RetrievalBenchmark, query_emb, cand_em
     img_res = None
     if len(q_img):
         plan = None if rescore is not None else _t2i_plan(bench, q, c, q_img, q_cap, c_img, pool)
-        on_block = None
-        if plan is not None:
-            cap_rows, cap_col = plan
-            img = q[torch.from_numpy(q_img)]
-            s_own = torch.full((n_c,), float("inf"))
-            for a in range(0, len(cap_rows), 32768):
-                r, col = torch.from_numpy(cap_rows[a:a + 32768]), torch.from_numpy(cap_col[a:a + 32768])
-                s_own[r] = (pool.emb[r] * img[col]).sum(1)
-            by_col = np.argsort(cap_col, kind="stable")
-            col_sorted = cap_col[by_col]
-            above = torch.zeros(n_c, dtype=torch.int64)
-
-            def on_block(T: torch.Tensor, lo: int, hi: int) -> None:  # images of this chunk scoring >= s_own
-                hot = torch.nonzero(T.amax(1) >= s_own).flatten()
-                if len(hot):
-                    above[hot] += (T[hot] >= s_own[hot, None]).sum(1)
-                sel = torch.from_numpy(by_col[np.searchsorted(col_sorted, lo):np.searchsorted(col_sorted, hi)])
-                r, col = torch.from_numpy(cap_rows)[sel], torch.from_numpy(cap_col)[sel] - lo
-                above[r] -= (T[r, col] >= s_own[r]).long()  # the own image counts once, as rank 1
-
+        on_block = None if plan is None else _TextToImage(pool, q[torch.from_numpy(q_img)], *plan)
         rel = pool.relevant(bench, q_img)
         img_res = _scan(pool, q[torch.from_numpy(q_img)], rel, step, "image queries", show, on_block=on_block,
                         pooled=True, hit_ks=hks, k=k, ddof=ddof)
-        if plan is not None:
-            rank = (above[torch.from_numpy(cap_rows)] + 1).double().numpy()
-            t2i = {"ranks": rank}
+        if on_block is not None:
+            t2i = {"ranks": on_block.ranks()}
     # ---- text→image rows
     if rescore is None and len(q_cap) and len(c_img):
         if t2i is not None:
