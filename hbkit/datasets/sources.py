@@ -49,6 +49,14 @@ def local_dir(name: str) -> Path | None:
     return None
 
 
+def model_or_local(model: str) -> str:
+    """``$HBKIT_MODELS/<model>`` when that folder exists (offline copies of hub models), else ``model``."""
+    models_dir = os.environ.get("HBKIT_MODELS")
+    if models_dir and (Path(models_dir) / model).is_dir():
+        return str(Path(models_dir) / model)
+    return model
+
+
 def xquad_r_dir(languages=None, path: str | os.PathLike | None = None) -> Path:
     """A folder with LAReQA's ``xquad-r/<lang>.json``: ``path``, ``$HBKIT_DATA/xquad-r``, or a verified download."""
     if path is not None:

@@ -21,7 +21,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,12 +241,11 @@ def training_data(profile: str, profile_dir: str | Path | None = None):
 
 def model_source(profile: str, output_dir: str, model: str) -> str:
     """A loadable model path or hub id: tiny models are built; ``$HBKIT_MODELS/<name>`` wins if present."""
+    from hbkit.datasets.sources import model_or_local
+
     if model in TINY_MODELS:
         return str(prepare_model(profile, output_dir, model))
-    models_dir = os.environ.get("HBKIT_MODELS")
-    if models_dir and (Path(models_dir) / model).is_dir():
-        return str(Path(models_dir) / model)
-    return model
+    return model_or_local(model)
 
 
 def prepare_model(profile: str, output_dir: str, model: str) -> Path:

@@ -129,14 +129,11 @@ def prepare_tiny_clip(profile: str, profile_dir: str | Path, model: str) -> Path
 
 def clip_source(profile: str, profile_dir: str | Path, model: str) -> str:
     """A loadable CLIP: a built tiny CLIP's folder, ``$HBKIT_MODELS/<name>`` if present, else the name."""
-    import os
+    from hbkit.datasets.sources import model_or_local
 
     if model in TINY_CLIPS:
         return str(prepare_tiny_clip(profile, profile_dir, model))
-    models_dir = os.environ.get("HBKIT_MODELS")
-    if models_dir and (Path(models_dir) / model).is_dir():
-        return str(Path(models_dir) / model)
-    return model
+    return model_or_local(model)
 
 
 def image_root(profile: str, profile_dir: str | Path) -> str | None:
