@@ -215,6 +215,32 @@ def _z(vals: torch.Tensor, g: torch.Tensor, cols: torch.Tensor, mean: torch.Tens
     return torch.where(g < L, (vals - mean[gi, cols]) * inv[gi, cols], vals)
 
 
+def _own_ranks(T: torch.Tensor, rs: torch.Tensor, w: torch.Tensor, g_rel: torch.Tensor, pool: _Pool,
+               D: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    """Rank of each relevant cell within its language's rows, int64 (b, m) (``w``: relevant with a language):
+    per level l, the l-th relevant of each (query, language) is counted for all languages at once, as
+    indicator products with a per-row threshold (exact: counts of 0/1 below 2^24)."""
+    b, m = rs.shape
+    L, ind = len(pool.langs), pool.ind
+    key = torch.where(w, g_rel, L + 1)
+    order = torch.argsort(key, dim=1, stable=True)
+    ks = key.gather(1, order)
+    pos = torch.arange(m).expand(b, m)
+    new = torch.ones_like(ks, dtype=torch.bool)
+    new[:, 1:] = ks[:, 1:] != ks[:, :-1]
+    level = torch.empty_like(order).scatter_(1, order, pos - torch.where(new, pos, 0).cummax(1).values)
+    own = torch.zeros(b, m, dtype=torch.int64)
+    for lv in range(int(level[w].max()) + 1 if bool(w.any()) else 0):
+        sel = w & (level == lv)
+        qi, ri = torch.nonzero(sel, as_tuple=True)
+        thr = torch.full((L + 1, b), FMAX)
+        thr[g_rel[qi, ri], qi] = rs[qi, ri]
+        torch.ge(T, torch.mm(ind, thr, out=D), out=buf)
+        counts = ind.T @ D.copy_(buf)  # (L + 1, b)
+        own[qi, ri] = counts[g_rel[qi, ri], qi].round().long()
+    return own
+
+
 def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D: torch.Tensor, *,
            exclude: torch.Tensor | None = None, pooled: bool = True, group_ks: Sequence[int] = (),
            hit_ks: Sequence[int] = (), k: int = 10, ddof: int = 0) -> dict[str, np.ndarray]:
@@ -266,14 +292,16 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D
                             torch.full((), float("inf")))
         cut = torch.cat([torch.minimum(s_thr, tau), torch.minimum(zmin, tau)[None]]).clamp_(-FMAX, FMAX)
         cut = torch.mm(ind, cut, out=D)  # per-row thresholds: the indicator product is exact for finite values
-    ext = _extract(T, cut, buf)
+    ext = _extract(T, cut, buf) if pooled else None
     if ext is not None:
         keep = ext[2] >= tau[ext[1]]
         raw = tuple(x[keep] for x in ext)
         cnt = _count(thr, codes, L + 1, raw)  # (b, L + 1, m)
+        own, ranks = cnt.gather(1, idx[:, None, :]).squeeze(1), cnt.sum(1)  # within the language / pooled
     else:
-        cnt = _count_ge(T.T, thr, codes, L + 1, None).transpose(1, 2)
-    own = cnt.gather(1, idx[:, None, :]).squeeze(1)  # ranks within the candidate's language
+        own = _own_ranks(T, rs, valid & real, g_rel, pool, D, buf)
+        if pooled:
+            ranks = _count_ge(T.T, thr, torch.zeros(n_c, dtype=torch.int64), 1, None)[:, :, 0]
     ge = (rs[:, None, :] >= rs[:, :, None]) & valid[:, None, :]  # [i, r, r']: s_r' >= s_r
     out: dict[str, np.ndarray] = {}
     nan = torch.full((), float("nan"), dtype=torch.float64)
@@ -296,7 +324,6 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D
             out[f"hit@{x}_g"] = torch.where(n_g > 0, (best_own <= x).double(), nan).numpy()
     if not pooled:
         return out
-    ranks = cnt.sum(1)  # pooled pessimistic ranks (b, m)
     nr = n_rel.double().clamp(min=1)
     ap = torch.where(valid, ge.sum(2).double() / ranks.clamp(min=1).double(), zero_f).sum(1)
     out["AP"] = torch.where(n_rel > 0, ap / nr, nan).numpy()
