@@ -62,7 +62,7 @@ def main() -> None:
     a = ap.parse_args()
     bench, q, c = make(a.images, a.langs, a.dim)
     print(f"{a.images} images x {a.langs} languages x 1 caption, {a.dim}-d; load average {os.getloadavg()[0]:.2f}")
-    kw = dict(caption_setting=False, show_progress=False)
+    kw = {"caption_setting": False, "show_progress": False}
     t0 = time.perf_counter()
     evaluate_image_text_embeddings(bench, q, c, cross_lingual=False, **kw)
     t1 = time.perf_counter()
