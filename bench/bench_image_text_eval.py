@@ -17,7 +17,7 @@ per-language offset (L2-normalised). The benchmark has the layout of
    compared, against a run of the function on the same images).
 
 Usage: python bench/bench_image_text_eval.py [--images N] [--captions N] [--langs N] [--dim D]
-[--ref-images N] [--no-reference]
+[--ref-images N] [--noise X] [--no-reference]
 """
 from __future__ import annotations
 
@@ -38,14 +38,14 @@ from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
 from hbkit.image_text_eval import evaluate_image_text_embeddings
 from hbkit.parallel import ImageRef
 
-NOISE, LANG_OFFSET = 1.5, 0.6  # per-dimension scales against a latent scale of 1
+NOISE, LANG_OFFSET = 1.5, 0.6  # per-dimension scales against a latent scale of 1 (--noise changes NOISE)
 
 
 def _normed(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def make(n_img: int, n_cap: int, n_lang: int, dim: int, seed: int = 0):
+def make(n_img: int, n_cap: int, n_lang: int, dim: int, seed: int = 0, noise: float = NOISE):
     """Benchmark and embeddings (n_img + n_cap, d), images first, in both queries and candidates
     order: caption j is in language j % n_lang, of image (j // n_lang) % n_img."""
     rng = np.random.default_rng(seed)
@@ -55,11 +55,11 @@ def make(n_img: int, n_cap: int, n_lang: int, dim: int, seed: int = 0):
     latent = rng.standard_normal((n_img, dim), dtype=np.float32)
     offset = LANG_OFFSET * rng.standard_normal((n_lang, dim), dtype=np.float32)
     emb = np.empty((n_img + n_cap, dim), dtype=np.float32)
-    emb[:n_img] = _normed(latent + NOISE * rng.standard_normal((n_img, dim), dtype=np.float32))
+    emb[:n_img] = _normed(latent + noise * rng.standard_normal((n_img, dim), dtype=np.float32))
     for lo in range(0, n_cap, 20_000):  # in slices, so that setup stays below the measures' memory
         sl = slice(lo, min(n_cap, lo + 20_000))
         cap = latent[img_of[sl]] + offset[lang_of[sl]]
-        cap += NOISE * rng.standard_normal(cap.shape, dtype=np.float32)
+        cap += noise * rng.standard_normal(cap.shape, dtype=np.float32)
         emb[n_img + sl.start:n_img + sl.stop] = _normed(cap)
     refs = [ImageRef(f"x{i}.jpg") for i in range(n_img)]
     queries = [Query(f"image:x{i}", f"x{i}", None, "", image=refs[i]) for i in range(n_img)]
@@ -142,10 +142,11 @@ def main() -> None:
     ap.add_argument("--langs", type=int, default=36)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--ref-images", type=int, default=None, help="reference on the first N images only")
+    ap.add_argument("--noise", type=float, default=NOISE, help="caption/image noise scale (larger: a poorer model)")
     ap.add_argument("--no-reference", action="store_true")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    bench, emb, lang_of, img_of = make(a.images, a.captions, a.langs, a.dim)
+    bench, emb, lang_of, img_of = make(a.images, a.captions, a.langs, a.dim, noise=a.noise)
     t1 = time.perf_counter()
     load = os.getloadavg()[0]
     print(f"setup {t1 - t0:.1f} s: {a.images} images x {a.captions} captions, {a.langs} languages, {a.dim}-d; "

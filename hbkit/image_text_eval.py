@@ -1,52 +1,49 @@
-"""Image–text evaluation in every setting of PROTOCOL §2.2, in one pass over the image score blocks.
+"""Image–text evaluation in every setting of PROTOCOL §2.2, from one pass over the image score blocks.
 
-:func:`evaluate_image_text_embeddings` takes a benchmark built by
-:meth:`hbkit.datasets.images.ImageCaptionSet.to_benchmark` (images and captions both as queries
-and as candidates) and returns rows with the columns :data:`hbkit.evaluation.COLUMNS`:
+:func:`evaluate_image_text_embeddings` takes a benchmark as
+:meth:`hbkit.datasets.images.ImageCaptionSet.to_benchmark` builds it (images and captions both as
+queries and as candidates) and returns rows with the columns :data:`hbkit.evaluation.COLUMNS`:
 
-===========  ==============  =====  =====  ==========================================================
-direction    setting         query  cand.  metrics
-===========  ==============  =====  =====  ==========================================================
-text→image   monolingual     X      ``-``  hit@k (``hit_ks``), hit_mean, mAP
-image→text   monolingual     ``-``  X      hit@k, hit_mean, mAP (captions in X only)
-text→text    cross-lingual   X      Y      mAP, R@1 (captions in X → captions in Y ≠ X)
-image→text   multilingual    ``-``  all    mAP, R@10, rank_distance, MRV, MRV_z, rank_distance_z,
-                                           top{k}_share:<lang>, top{k}_share_max_minus_min
-caption→     multilingual    X      all    the caption rows of :func:`hbkit.language_bias.language_bias_table`
-caption
-===========  ==============  =====  =====  ==========================================================
+===============  =============  =====  =====  ==================================================
+direction        setting        query  cand.  metrics
+===============  =============  =====  =====  ==================================================
+text→image       monolingual    X      ``-``  hit@k (``hit_ks``), hit_mean, mAP
+image→text       monolingual    ``-``  X      hit@k, hit_mean, mAP (the captions in X only)
+text→text        cross-lingual  X      Y      mAP, R@1 (captions in X → captions in Y ≠ X)
+image→text       multilingual   ``-``  all    mAP, R@10, rank_distance, MRV, MRV_z,
+                                              rank_distance_z, top{k}_share:<lang>, ..._max_minus_min
+caption→caption  multilingual   X      all    the caption rows of ``language_bias_table``
+===============  =============  =====  =====  ==================================================
 
-Every value is defined as in :func:`hbkit.evaluation.evaluate_embeddings` (the first three
-blocks of rows and mAP / R@10 / rank distance) and :func:`hbkit.language_bias.language_bias_table`
-(the language-bias measures): pessimistic ranks (a candidate's rank is the number of candidates
-scoring at least as high), ``hit@k`` = 1 if any relevant item is in the top k (CLIP's R@k),
-``hit_mean`` = the mean over ``hit_ks`` of a query's hit@k; ``value`` = the mean over the
-queries with a defined value (``n_queries``). evaluate_embeddings' text→text monolingual and
-multilingual rows are not produced: a caption would be relevant to itself; the
-caption→caption rows (query excluded) replace them.
+Each value is the one :func:`hbkit.evaluation.evaluate_embeddings` (mAP, R@k, hit@k, rank
+distance) or :func:`hbkit.language_bias.language_bias_table` (MRV, z-scored control, shares,
+caption rows) gives: pessimistic ranks (the number of candidates scoring at least as high),
+``hit@k`` = 1 if any relevant item is in the top k (CLIP's R@k), ``hit_mean`` = a query's mean
+hit@k over ``hit_ks``; ``value`` = the mean over the queries with a defined value (``n_queries``).
+The evaluator's text→text monolingual / multilingual rows, where a caption is relevant to itself,
+are replaced by the caption→caption rows (query excluded).
 
-**Cost.** Caption candidates are sorted by language once. Each image chunk's score block
-(all captions × a chunk of images, float32) is computed once and gives every image-query
-metric: the cells at or above each image's lowest relevant score are extracted (few for a
-useful model), and the pooled ranks, the ranks within each language and the top-k shares are
-counted from them; the z-scored control re-ranks each language's best relevant caption after
-z-scoring the block in place. The text→image ranks come from the same blocks: with each
-caption's score for its own image computed first, each block adds, per caption, the number
-of images scoring at least as high. This needs shared embeddings (caption queries equal to
-their caption candidates, image queries to image candidates — what
-:func:`evaluate_image_text` produces for a model whose text embedding does not depend on
-``kind``) and one image per caption; otherwise the text→image rows take a second pass of
-caption × image blocks. When a block holds too many such cells (a poor model), the counts
-fall back to :func:`hbkit.metrics.grouped_ranking_metrics`' bucketing (slower, same values).
-Cross-lingual rows cost one caption × caption block per caption query (cheap for XTD10, about
-72× the image pass for all of Crossmodal-3600); so do the caption→caption rows, which
-``caption_queries`` can restrict to a subset.
+**Cost.** Each chunk of image queries gets one float32 score block (all captions × the chunk)
+that yields all its metrics: per-language means and standard deviations as products with a
+one-hot language indicator; then the cells at or above each image's lowest relevant score (or
+above the z threshold of its language's best relevant caption, mapped back to scores) are
+extracted, and the pooled ranks, the ranks within each language, the top-k shares and the
+z-scored ranks are counted from them. The text→image ranks come from the same blocks: each
+caption's score for its own image is computed first (by the same products, so rounded alike),
+then each block adds, per caption, the number of other images scoring at least as high. That
+needs shared embeddings (each caption query equal to its candidate twin, each image query to
+its candidate — what :func:`evaluate_image_text` gives a model whose text embedding does not
+depend on ``kind``) and one image per caption; otherwise the text→image rows take a second pass.
+A poor model, whose relevant items spread over the ranking, leaves too many cells to extract
+(above :data:`SPARSE_FRACTION` of a block): the ranks are then bucketed as in
+:mod:`hbkit.metrics` (about 3× slower, same values). Cross-lingual and caption→caption rows
+cost one caption × caption block per caption query (cheap for XTD10; for all of
+Crossmodal-3600 about 72× the image pass: ``caption_queries`` samples the latter).
 
-**Re-scoring.** With ``rescore`` (ALBEF's ITM head), the monolingual rows and the multilingual
-mAP / R@10 / rank_distance come from :func:`hbkit.evaluation.evaluate_embeddings` with the
-re-scorer on the image–text directions (two first-stage passes, slower); the language-bias
-measures (MRV, z-scored control, shares) and the text-tower rows use the first-stage scores,
-as :func:`hbkit.language_bias.language_bias_table` does.
+**Re-scoring.** With ``rescore`` (ALBEF's ITM head), the image–text monolingual rows and the
+multilingual mAP / R@10 / rank distance come from :func:`hbkit.evaluation.evaluate_embeddings`
+with the re-scorer (slower: a pass per direction); the language-bias measures and the
+text-tower rows use first-stage scores, as ``language_bias_table`` does.
 """
 from __future__ import annotations
 
@@ -57,32 +54,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hbkit import evaluation as ev
+from hbkit import language_bias as lb
 from hbkit.benchmark import RetrievalBenchmark
 from hbkit.engine.progress import progress, progress_enabled
 from hbkit.errors import ConfigError, DataError
-from hbkit.evaluation import (
-    COLUMNS,
-    CROSS_LINGUAL,
-    DEFAULT_RESCORE_K,
-    IMAGE_TO_TEXT,
-    MONOLINGUAL,
-    MULTILINGUAL,
-    NO_LANGUAGE,
-    TEXT_TO_IMAGE,
-    TEXT_TO_TEXT,
-    Rescorer,
-    encode_items,
-    evaluate_embeddings,
-    row_keys,
-)
-from hbkit.language_bias import (
-    CAPTION_TO_CAPTION,
-    PooledBias,
-    _rows,
-    _shares_sorted,
-    caption_relevance,
-    rank_spread,
-)
 from hbkit.metrics import _count_ge, group_codes, pad_relevant, ranking_metrics
 from hbkit.parallel import IMAGE, TEXT
 
@@ -272,8 +248,8 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D
         need = torch.nonzero(n_rel < k_eff).flatten()
         if len(need):  # the extracted cells must also hold the column's top k
             stride = n_c // (256 * k)
-            lb = torch.topk(T[::stride], k, dim=0).values[k - 1] if stride >= 1 else torch.full((b,), -float("inf"))
-            tau[need] = torch.minimum(tau[need], lb[need])
+            low = torch.topk(T[::stride], k, dim=0).values[k - 1] if stride >= 1 else torch.full((b,), -float("inf"))
+            tau[need] = torch.minimum(tau[need], low[need])
         ind = pool.ind
         mean, inv = _lang_stats(T, pool, D, ex_rows, ex_cols)
         # each language's best relevant row: the z-scored control ranks it again (z is increasing per language)
@@ -329,9 +305,9 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D
     out["AP"] = torch.where(n_rel > 0, ap / nr, nan).numpy()
     out[f"R@{MULTI_K}"] = torch.where(n_rel > 0, (valid & (ranks <= MULTI_K)).sum(1) / nr, nan).numpy()
     best = torch.full((b, L + 1), big).scatter_reduce_(1, idx, torch.where(real, ranks, big), "amin")[:, :L]
-    out["rank_distance"], out["MRV"] = rank_spread(torch.where(best < big, best.double(), nan).numpy(), ddof)
+    out["rank_distance"], out["MRV"] = lb.rank_spread(torch.where(best < big, best.double(), nan).numpy(), ddof)
     shares = None if ext is None else _shares(raw, b, codes, L, k_eff)
-    out["shares"] = (_shares_sorted(T.T, codes, L, k) if shares is None else shares).numpy()
+    out["shares"] = (lb._shares_sorted(T.T, codes, L, k) if shares is None else shares).numpy()
     if ext is not None:
         rows, cols, vals = ext
         z = _z(vals, codes[rows], cols, mean, inv)
@@ -342,7 +318,7 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D
         zero = torch.zeros((1, b))
         torch.addmm(T, ind, torch.cat([mean, zero]), alpha=-1, out=D).mul_(ind @ torch.cat([inv, zero + 1]))
         ranks_z = _count_ge(D.T, zt, torch.zeros(n_c, dtype=torch.int64), 1, None)[:, :, 0]
-    out["rank_distance_z"], out["MRV_z"] = rank_spread(torch.where(present, ranks_z.double(), nan).numpy(), ddof)
+    out["rank_distance_z"], out["MRV_z"] = lb.rank_spread(torch.where(present, ranks_z.double(), nan).numpy(), ddof)
     return out
 
 
@@ -367,7 +343,8 @@ def _scan(pool: _Pool, emb: torch.Tensor, rel: torch.Tensor, step: int, desc: st
 
 
 def _same_rows(a: torch.Tensor, ia: np.ndarray, b: torch.Tensor, ib: np.ndarray) -> bool:
-    if a.data_ptr() == b.data_ptr() and a.shape == b.shape and np.array_equal(ia, ib):
+    """Whether rows ``ia`` of ``a`` equal rows ``ib`` of ``b``."""
+    if a.data_ptr() == b.data_ptr() and a.stride() == b.stride() and np.array_equal(ia, ib):
         return True
     return all(torch.equal(a[torch.from_numpy(ia[s:s + 32768])], b[torch.from_numpy(ib[s:s + 32768])])
                for s in range(0, len(ia), 32768))
@@ -404,26 +381,34 @@ def _t2i_plan(bench, q, c, q_img, q_cap, c_img, pool) -> tuple[np.ndarray, np.nd
 
 class _TextToImage:
     """Text→image ranks from the image blocks (shared embeddings, one image per caption): the rank of
-    a caption is 1 + the number of other images scoring at least its own image's score."""
+    a caption is 1 + the number of other images scoring at least its own image's score. The own
+    scores come from the same products as the blocks (``step`` images at a time), so that a score
+    compared with them is rounded alike."""
 
-    def __init__(self, pool: _Pool, img: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> None:
+    def __init__(self, pool: _Pool, img: torch.Tensor, rows: np.ndarray, cols: np.ndarray, step: int) -> None:
         self.rows, self.cols = torch.from_numpy(rows), torch.from_numpy(cols)  # pool row, own image column
-        self.s = torch.full((len(pool.ids),), float("inf"))
-        for a in range(0, len(rows), 32768):
-            r, c = self.rows[a:a + 32768], self.cols[a:a + 32768]
-            self.s[r] = torch.linalg.vecdot(pool.emb[r], img[c])
         self.by_col = torch.argsort(self.cols, stable=True)
         self.col_sorted = self.cols[self.by_col].contiguous()
+        self.s = torch.full((len(pool.ids),), float("inf"))
+        for lo in range(0, img.shape[0], step):
+            r, c = self._owned(lo, lo + step)
+            self.s[r] = (pool.emb[r] @ img[lo:lo + step].T).gather(1, c[:, None]).flatten()
         self.above = torch.zeros(len(pool.ids), dtype=torch.int64)
 
-    def __call__(self, T: torch.Tensor, lo: int, hi: int) -> None:
+    def _owned(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool rows of the captions whose image is one of the columns lo:hi, and that column − lo."""
         a, b = torch.searchsorted(self.col_sorted, torch.tensor([lo, hi])).tolist()
         sel = self.by_col[a:b]
-        r, c = self.rows[sel], self.cols[sel] - lo
+        return self.rows[sel], self.cols[sel] - lo
+
+    def __call__(self, T: torch.Tensor, lo: int, hi: int) -> None:
+        r, c = self._owned(lo, hi)
         own = T[r, c]
         T[r, c] = float("-inf")  # the own image is not counted
-        hot = torch.nonzero(T.amax(1) >= self.s).flatten()
-        if len(hot):
+        hot = torch.nonzero(T.amax(1) >= self.s).flatten()  # captions with another image at least as high
+        if len(hot) > T.shape[0] // 4:
+            self.above += (T >= self.s[:, None]).sum(1, dtype=torch.int32)
+        elif len(hot):
             self.above.index_add_(0, hot, (T[hot] >= self.s[hot, None]).sum(1))
         T[r, c] = own
 
@@ -432,47 +417,61 @@ class _TextToImage:
         return (self.above[self.rows] + 1).double().numpy()
 
 
-def _mean_rows(keys: dict, direction: str, setting: str, ql: str, cl: str, metrics: Mapping[str, np.ndarray]
-               ) -> list[dict]:
-    rows = []
-    for metric, v in metrics.items():
-        ok = ~np.isnan(v)
-        if ok.any():
-            rows.append({**keys, "direction": direction, "setting": setting, "query_lang": ql, "candidate_lang": cl,
-                         "metric": metric, "value": float(v[ok].mean()), "n_queries": int(ok.sum())})
-    return rows
+def _mean_rows(keys: dict, direction: str, setting: str, ql: str, cl: str,
+               metrics: Mapping[str, np.ndarray]) -> list[dict]:
+    """One row per metric: the mean over the queries with a defined (non-NaN) value."""
+    base = {**keys, "direction": direction, "setting": setting, "query_lang": ql, "candidate_lang": cl}
+    return [{**base, "metric": m, "value": float(v[~np.isnan(v)].mean()), "n_queries": int((~np.isnan(v)).sum())}
+            for m, v in metrics.items() if (~np.isnan(v)).any()]
 
 
 def _hit_metrics(hits: Mapping[int, np.ndarray], ap: np.ndarray) -> dict[str, np.ndarray]:
-    out = {f"hit@{x}": v for x, v in hits.items()}
-    out[HIT_MEAN] = np.mean(np.stack(list(hits.values())), axis=0)
-    out["mAP"] = ap
-    return out
+    return {**{f"hit@{x}": v for x, v in hits.items()}, HIT_MEAN: np.mean(np.stack(list(hits.values())), axis=0),
+            "mAP": ap}
 
 
-def _rescored_rows(bench, q, c, q_img, q_cap, c_img, c_cap, hks, rescore, rescore_k, meta) -> pd.DataFrame:
-    """Image–text rows of :func:`evaluate_embeddings` with the re-scorer, on the two image–text directions."""
-    parts = []
-    for qi, ci in ((q_cap, c_img), (q_img, c_cap)):
-        if not len(qi) or not len(ci):
-            continue
+def _t2i_second_pass(bench, q, c, q_cap, c_img, hks, step, show) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """hit@k and AP of the caption queries from caption × image blocks (:func:`ranking_metrics`)."""
+    pos = np.full(len(bench.candidates) + 1, -1, dtype=np.int64)
+    pos[c_img] = np.arange(len(c_img))
+    rel = pad_relevant([r[r >= 0] for r in (pos[bench.relevant[i]] for i in q_cap)])
+    cim = c[torch.from_numpy(c_img)]
+    parts: dict[str, list] = {}
+    for a in progress(range(0, len(q_cap), step), show=show, desc="caption queries", leave=False):
+        out = ranking_metrics(q[torch.from_numpy(q_cap[a:a + step])] @ cim.T, rel[a:a + step], hit_ks=hks,
+                              validate=False)
+        for key, v in out.items():
+            parts.setdefault(key, []).append(v)
+    return {x: np.concatenate(parts[f"hit@{x}"]) for x in hks}, np.concatenate(parts["AP"])
+
+
+def _rescored_rows(bench, q, c, parts, hks, rescore, rescore_k, meta) -> list[dict]:
+    """The image–text rows of :func:`hbkit.evaluation.evaluate_embeddings` with the re-scorer."""
+    frames = []
+    for qi, ci in parts:
         sub = RetrievalBenchmark(bench.name, [bench.queries[i] for i in qi], [bench.candidates[j] for j in ci])
-        qmap, cmap = torch.from_numpy(qi), torch.from_numpy(ci)
+        qm, cm = torch.from_numpy(qi), torch.from_numpy(ci)
 
-        def fn(a: torch.Tensor, b: torch.Tensor, qm: torch.Tensor = qmap, cm: torch.Tensor = cmap) -> torch.Tensor:
+        def fn(a: torch.Tensor, b: torch.Tensor, qm: torch.Tensor = qm, cm: torch.Tensor = cm) -> torch.Tensor:
             return rescore(qm[a], cm[b])  # the part's indices -> the benchmark's
-        parts.append(evaluate_embeddings(sub, q[qmap], c[cmap], settings=(MONOLINGUAL, MULTILINGUAL),
-                                         ks_multi=(MULTI_K,), hit_ks=hks, rescore=fn, rescore_k=rescore_k, meta=meta,
-                                         show_progress=False))
-    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
-    multi = df.setting == MULTILINGUAL
+
+        frames.append(ev.evaluate_embeddings(sub, q[qm], c[cm], settings=(ev.MONOLINGUAL, ev.MULTILINGUAL),
+                                             ks_multi=(MULTI_K,), hit_ks=hks, rescore=fn, rescore_k=rescore_k,
+                                             meta=meta, show_progress=False))
+    df = pd.concat(frames, ignore_index=True)
+    multi = df.setting == ev.MULTILINGUAL
     df = df[(~multi & df.metric.isin(["mAP"] + [f"hit@{x}" for x in hks]))
             | (multi & df.metric.isin(["mAP", f"R@{MULTI_K}", "rank_distance"]))]
-    hits = df[df.metric.str.startswith("hit@")]
-    by = ["direction", "setting", "query_lang", "candidate_lang"]
-    mean = hits.groupby(by, sort=False).agg(value=("value", "mean"), n_queries=("n_queries", "max")).reset_index()
-    mean = mean.assign(metric=HIT_MEAN, **{c_: df[c_].iloc[0] for c_ in ["model", "strategy", "seed", "benchmark"]})
-    return pd.concat([df, mean[COLUMNS]], ignore_index=True)
+    hits = df[df.metric.str.startswith("hit@")]  # defined for the same queries at every k
+    mean = hits.groupby([col for col in ev.COLUMNS if col not in ("metric", "value", "n_queries")], sort=False).agg(
+        value=("value", "mean"), n_queries=("n_queries", "max")).reset_index().assign(metric=HIT_MEAN)
+    return pd.concat([df, mean[ev.COLUMNS]], ignore_index=True).to_dict("records")
+
+
+def _pooled_rows(keys: dict, ql: str, res: dict[str, np.ndarray], sel: np.ndarray, langs: list, k: int,
+                 ddof: int, metrics: list[str]) -> list[dict]:
+    bias = lb.PooledBias({m: v for m, v in res.items() if v.ndim == 1}, res["shares"], langs, k, ddof)
+    return lb._rows(keys, ql, bias, sel, metrics)
 
 
 def evaluate_image_text_embeddings(bench: RetrievalBenchmark, query_emb, cand_emb, *,
@@ -480,21 +479,21 @@ def evaluate_image_text_embeddings(bench: RetrievalBenchmark, query_emb, cand_em
                                    k: int = 10, ddof: int = 0, cross_lingual: bool = True,
                                    caption_setting: bool = True, caption_queries: Sequence[int] | None = None,
                                    chunk_size: int | None = None, show_progress: bool | None = None,
-                                   rescore: Rescorer | None = None, rescore_k: int = DEFAULT_RESCORE_K
+                                   rescore: ev.Rescorer | None = None, rescore_k: int = ev.DEFAULT_RESCORE_K
                                    ) -> pd.DataFrame:
     """All §2.2 rows (module doc) of an image–caption benchmark from precomputed embeddings.
 
     Args:
-        bench: from :meth:`ImageCaptionSet.to_benchmark` (image and caption queries and candidates).
+        bench: as :meth:`ImageCaptionSet.to_benchmark` builds it (image and caption queries and candidates).
         query_emb: (n_queries, d) L2-normalised, in ``bench.queries`` order (tensor or array).
         cand_emb: (n_candidates, d) L2-normalised, in ``bench.candidates`` order.
         meta: fills ``model``, ``strategy``, ``seed``.
-        hit_ks: hit@k cut-offs of the monolingual rows (hit_mean is their mean).
-        k: top-k cut-off of the language shares. ddof: of MRV's standard deviation.
+        hit_ks: hit@k cut-offs of the monolingual rows (``hit_mean`` is their mean).
+        k: top-k cut-off of the language shares. ddof: of MRV's standard deviation (0: population).
         cross_lingual / caption_setting: produce those rows; ``caption_queries``: indices into
-            ``bench.candidates`` of the caption queries of the caption→caption rows (default all).
-        chunk_size: queries per score block (default: a float32 block <= :data:`BLOCK_BYTES`).
-        rescore / rescore_k: optional re-scorer of the image–text rows (module doc).
+            ``bench.candidates`` of the caption→caption queries (default: every caption).
+        chunk_size: queries per score block (default: a float32 block of at most :data:`BLOCK_BYTES`).
+        rescore / rescore_k: a re-scorer of the image–text rows' first-stage top k (module doc).
     """
     hks = sorted({int(x) for x in hit_ks})
     if not hks or hks[0] < 1:
@@ -507,19 +506,17 @@ def evaluate_image_text_embeddings(bench: RetrievalBenchmark, query_emb, cand_em
         raise ConfigError("rescore must be a function (query_indices, candidate_indices) -> scores and rescore_k a "
                           f"positive integer, got {type(rescore).__name__} and {rescore_k!r}.")
     k, ddof = int(k), int(ddof)
-    keys = row_keys(meta, bench.name)
+    keys = ev.row_keys(meta, bench.name)
     q = _matrix(query_emb, "query_emb", len(bench.queries))
-    c = _matrix(cand_emb, "cand_emb", len(bench.candidates))
+    c = q if cand_emb is query_emb else _matrix(cand_emb, "cand_emb", len(bench.candidates))
     if q.shape[1] != c.shape[1]:
         raise DataError(f"query_emb has dimension {q.shape[1]} but cand_emb has {c.shape[1]}: "
                         "encode both with the same model.")
-    q_mod = np.array([x.modality for x in bench.queries])
-    c_mod = np.array([x.modality for x in bench.candidates])
-    q_img, q_cap = np.flatnonzero(q_mod == IMAGE), np.flatnonzero(q_mod == TEXT)
-    c_img, c_cap = np.flatnonzero(c_mod == IMAGE), np.flatnonzero(c_mod == TEXT)
+    q_img, q_cap = (np.flatnonzero(np.array([x.modality == m for x in bench.queries])) for m in (IMAGE, TEXT))
+    c_img, c_cap = (np.flatnonzero(np.array([x.modality == m for x in bench.candidates])) for m in (IMAGE, TEXT))
     if not len(q_img) and not len(c_img):
-        raise ConfigError(f"{bench.name}: the benchmark holds no images; evaluate a text benchmark with "
-                          "hbkit.evaluation.evaluate_embeddings, or build an image one with ImageCaptionSet.to_benchmark().")
+        raise ConfigError(f"{bench.name}: the benchmark holds no images; evaluate a text benchmark with hbkit."
+                          "evaluation.evaluate_embeddings, or build an image one with ImageCaptionSet.to_benchmark().")
     if not len(c_cap):
         raise ConfigError(f"{bench.name}: the benchmark holds no caption candidates; build it with "
                           "ImageCaptionSet.to_benchmark(), which adds every caption as a candidate.")
@@ -527,94 +524,75 @@ def evaluate_image_text_embeddings(bench: RetrievalBenchmark, query_emb, cand_em
     pool = _Pool(bench, c, c_cap)
     L, n_c = len(pool.langs), len(pool.ids)
     step = int(chunk_size) if chunk_size is not None else max(1, BLOCK_BYTES // (4 * n_c))
-    q_langs = [bench.queries[i].lang for i in q_cap]
+    q_langs = np.array([bench.queries[i].lang or "" for i in q_cap], dtype=object)
     rows: list[dict] = []
-    t2i = None
-    # ---- image queries: image→text rows, and text→image ranks from the same blocks
-    img_res = None
+    # image queries: every image→text measure, and the text→image ranks from the same blocks
+    img, t2i = None, None
     if len(q_img):
         plan = None if rescore is not None else _t2i_plan(bench, q, c, q_img, q_cap, c_img, pool)
-        on_block = None if plan is None else _TextToImage(pool, q[torch.from_numpy(q_img)], *plan)
-        rel = pool.relevant(bench, q_img)
-        img_res = _scan(pool, q[torch.from_numpy(q_img)], rel, step, "image queries", show, on_block=on_block,
-                        pooled=True, hit_ks=hks, k=k, ddof=ddof)
-        if on_block is not None:
-            t2i = {"ranks": on_block.ranks()}
-    # ---- text→image rows
-    if rescore is None and len(q_cap) and len(c_img):
-        if t2i is not None:
-            rank = t2i["ranks"]
-            hits, ap = {x: (rank <= x).astype(np.float64) for x in hks}, 1.0 / rank
-        else:  # a second pass: caption query chunks × image candidates
-            img_pos = np.full(len(bench.candidates) + 1, -1, dtype=np.int64)
-            img_pos[c_img] = np.arange(len(c_img))
-            rel_t = pad_relevant([img_pos[bench.relevant[i]][img_pos[bench.relevant[i]] >= 0] for i in q_cap])
-            cim = c[torch.from_numpy(c_img)]
-            res: dict[str, list] = {}
-            st = max(1, BLOCK_BYTES // (4 * len(c_img))) if chunk_size is None else int(chunk_size)
-            for a in progress(range(0, len(q_cap), st), show=show, desc="caption queries", leave=False):
-                out = ranking_metrics(q[torch.from_numpy(q_cap[a:a + st])] @ cim.T, rel_t[a:a + st], hit_ks=hks,
-                                      validate=False)
-                for key, v in out.items():
-                    res.setdefault(key, []).append(v)
-            hits = {x: np.concatenate(res[f"hit@{x}"]) for x in hks}
-            ap = np.concatenate(res["AP"])
-        ql_arr = np.array([x or "" for x in q_langs], dtype=object)
-        for ql in sorted(set(ql_arr)):
-            sel = ql_arr == ql
-            rows += _mean_rows(keys, TEXT_TO_IMAGE, MONOLINGUAL, ql or NO_LANGUAGE, NO_LANGUAGE,
-                               _hit_metrics({x: v[sel] for x, v in hits.items()}, ap[sel]))
-    if img_res is not None and rescore is None:
-        for g, cl in enumerate(pool.langs):
-            rows += _mean_rows(keys, IMAGE_TO_TEXT, MONOLINGUAL, NO_LANGUAGE, cl,
-                               _hit_metrics({x: img_res[f"hit@{x}_g"][:, g] for x in hks}, img_res["AP_g"][:, g]))
+        emb = q[torch.from_numpy(q_img)]
+        t2i = None if plan is None else _TextToImage(pool, emb, *plan, step)
+        img = _scan(pool, emb, pool.relevant(bench, q_img), step, "image queries", show, on_block=t2i,
+                    hit_ks=hks, k=k, ddof=ddof)
     if rescore is not None:
-        rows += _rescored_rows(bench, q, c, q_img, q_cap, c_img, c_cap, hks, rescore, int(rescore_k),
-                               meta).to_dict("records")
-    if img_res is not None:
-        img_res["mAP"] = img_res["AP"]
-        res_i = PooledBias({m: v for m, v in img_res.items() if v.ndim == 1}, img_res["shares"], pool.langs, k, ddof)
-        metrics = ["MRV", "MRV_z", "rank_distance_z"]
+        rows += _rescored_rows(bench, q, c, [(a, b) for a, b in ((q_cap, c_img), (q_img, c_cap)) if len(a) and len(b)],
+                               hks, rescore, int(rescore_k), meta)
+    elif len(q_cap) and len(c_img):
+        if t2i is not None:
+            rank = t2i.ranks()
+            hits, ap = {x: (rank <= x).astype(np.float64) for x in hks}, 1.0 / rank
+        else:
+            st = int(chunk_size) if chunk_size is not None else max(1, BLOCK_BYTES // (4 * len(c_img)))
+            hits, ap = _t2i_second_pass(bench, q, c, q_cap, c_img, hks, st, show)
+        for ql in sorted(set(q_langs)):
+            sel = q_langs == ql
+            rows += _mean_rows(keys, ev.TEXT_TO_IMAGE, ev.MONOLINGUAL, ql or ev.NO_LANGUAGE, ev.NO_LANGUAGE,
+                               _hit_metrics({x: v[sel] for x, v in hits.items()}, ap[sel]))
+    if img is not None:
         if rescore is None:
-            metrics = ["mAP", f"R@{MULTI_K}", "rank_distance"] + metrics
-        rows += _rows(row_keys(meta, bench.name, IMAGE_TO_TEXT), NO_LANGUAGE, res_i, np.arange(len(q_img)), metrics)
-    # ---- cross-lingual: captions in X → captions in Y ≠ X (text tower)
-    if cross_lingual and len(q_cap) and L > 1:
-        code_of = {x: g for g, x in enumerate(pool.langs)}
-        for ql in sorted({x for x in q_langs if x}):
-            sel = q_cap[np.array([x == ql for x in q_langs])]
-            rel = pool.relevant(bench, sel, drop_code=code_of.get(ql, -1))
+            for g, cl in enumerate(pool.langs):
+                rows += _mean_rows(keys, ev.IMAGE_TO_TEXT, ev.MONOLINGUAL, ev.NO_LANGUAGE, cl,
+                                   _hit_metrics({x: img[f"hit@{x}_g"][:, g] for x in hks}, img["AP_g"][:, g]))
+        img["mAP"] = img["AP"]
+        metrics = ([] if rescore is not None else ["mAP", f"R@{MULTI_K}", "rank_distance"]) + ["MRV", "MRV_z",
+                                                                                               "rank_distance_z"]
+        rows += _pooled_rows({**keys, "direction": ev.IMAGE_TO_TEXT}, ev.NO_LANGUAGE, img, np.arange(len(q_img)),
+                             pool.langs, k, ddof, metrics)
+    # cross-lingual: captions in X → captions in Y ≠ X (text tower)
+    if cross_lingual and L > 1:
+        for ql in sorted(set(q_langs) - {""}):
+            sel = q_cap[q_langs == ql]
+            rel = pool.relevant(bench, sel, drop_code=pool.langs.index(ql) if ql in pool.langs else None)
             res = _scan(pool, q[torch.from_numpy(sel)], rel, step, f"cross-lingual {ql}", show, pooled=False,
                         group_ks=(1,))
             for g, cl in enumerate(pool.langs):
                 if cl != ql:
-                    rows += _mean_rows(keys, TEXT_TO_TEXT, CROSS_LINGUAL, ql, cl,
+                    rows += _mean_rows(keys, ev.TEXT_TO_TEXT, ev.CROSS_LINGUAL, ql, cl,
                                        {"mAP": res["AP_g"][:, g], "R@1": res["R@1_g"][:, g]})
-    # ---- caption → pooled captions (text tower, query excluded)
+    # caption → pooled captions (text tower, the query itself excluded)
     if caption_setting:
-        if caption_queries is None:
-            qpos = np.arange(n_c)
-        else:
-            qpos = pool.pos[np.asarray(caption_queries, dtype=np.int64)]
-            if (qpos < 0).any():
-                raise ConfigError("caption_queries must index caption (text) candidates of the benchmark.")
+        qpos = np.arange(n_c) if caption_queries is None else pool.pos[np.asarray(caption_queries, dtype=np.int64)]
+        if (qpos < 0).any():
+            raise ConfigError("caption_queries must index caption (text) candidates of the benchmark.")
         langs = [bench.candidates[j].lang for j in pool.ids]
-        rel = pad_relevant(caption_relevance([bench.candidates[j].xids for j in pool.ids], langs, qpos))
+        rel = pad_relevant(lb.caption_relevance([bench.candidates[j].xids for j in pool.ids], langs, qpos))
         qp = torch.from_numpy(qpos)
-        res = _scan(pool, pool.emb[qp], rel, step, "caption queries", show, exclude=qp, pooled=True, k=k, ddof=ddof)
+        res = _scan(pool, pool.emb if caption_queries is None else pool.emb[qp], rel, step, "caption queries", show,
+                    exclude=qp, k=k, ddof=ddof)
         own = pool.codes[qp].numpy()
         res["mAP"] = res["AP"]
         res[f"own_language_top{k}_share"] = np.where(own < L, res["shares"][np.arange(len(qpos)), own.clip(max=L - 1)],
                                                      np.nan)
-        res_c = PooledBias({m: v for m, v in res.items() if v.ndim == 1}, res["shares"], pool.langs, k, ddof)
-        ckeys = {**row_keys(meta, bench.name), "direction": CAPTION_TO_CAPTION}
         q_l = np.array([langs[i] or "" for i in qpos], dtype=object)
-        for ql in sorted({x for x in q_l if x}):
-            rows += _rows(ckeys, ql, res_c, np.flatnonzero(q_l == ql),
-                          ["mAP", f"R@{MULTI_K}", "rank_distance", "rank_distance_z", "MRV", "MRV_z",
-                           f"own_language_top{k}_share"])
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.astype({"seed": "int64", "n_queries": "int64", "value": "float64"})
+        for ql in sorted(set(q_l) - {""}):
+            rows += _pooled_rows({**keys, "direction": lb.CAPTION_TO_CAPTION}, ql, res, np.flatnonzero(q_l == ql),
+                                 pool.langs, k, ddof, ["mAP", f"R@{MULTI_K}", "rank_distance", "rank_distance_z",
+                                                       "MRV", "MRV_z", f"own_language_top{k}_share"])
+    return pd.DataFrame(rows, columns=ev.COLUMNS).astype({"seed": "int64", "n_queries": "int64", "value": "float64"})
+
+
+def _as_float(e) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(e) if not isinstance(e, torch.Tensor) else e).detach().cpu().float()
 
 
 def evaluate_image_text(model, bench: RetrievalBenchmark, *, batch_size: int = 64,
@@ -623,9 +601,10 @@ def evaluate_image_text(model, bench: RetrievalBenchmark, *, batch_size: int = 6
     """Encode ``bench`` with ``model`` and evaluate it with :func:`evaluate_image_text_embeddings` (``kw``).
 
     Texts: ``model.encode(texts, kind="query" | "passage", ...)``; images:
-    ``model.encode_images(refs, ...)``, each distinct image once (its query and candidate
-    share the embedding). A model with a ``rescore(bench)`` hook gets it as in
-    :func:`hbkit.evaluation.evaluate_model` (``rescore=`` in ``kw`` overrides it).
+    ``model.encode_images(refs, ...)``, each distinct image once (an image's query and candidate
+    share one embedding), via :func:`hbkit.evaluation.encode_items`. A model with a
+    ``rescore(bench)`` hook gets it as in :func:`hbkit.evaluation.evaluate_model`
+    (``rescore=`` in ``kw`` overrides it).
     """
     show = progress_enabled(show_progress)
     name = type(model).__name__
@@ -634,24 +613,23 @@ def evaluate_image_text(model, bench: RetrievalBenchmark, *, batch_size: int = 6
     if not hasattr(model, "encode_images"):
         raise ConfigError(f"{name} has no image tower (no encode_images method), but benchmark {bench.name!r} "
                           "holds images: evaluate it with an image–text model such as CLIP or ALBEF.")
-    q_emb = encode_items(model, bench.queries, "query", batch_size, show)
-    q_emb = torch.as_tensor(np.asarray(q_emb) if not isinstance(q_emb, torch.Tensor) else q_emb).detach().cpu().float()
+    q_emb = _as_float(ev.encode_items(model, bench.queries, "query", batch_size, show))
     row_of = {x.image: i for i, x in enumerate(bench.queries) if x.modality == IMAGE}
     reuse = [j for j, x in enumerate(bench.candidates) if x.modality == IMAGE and x.image in row_of]
-    rest = [j for j in range(len(bench.candidates)) if j not in set(reuse)]
+    reused = set(reuse)
+    rest = [j for j in range(len(bench.candidates)) if j not in reused]
     c_emb = torch.empty(len(bench.candidates), q_emb.shape[1])
     if reuse:
         c_emb[torch.tensor(reuse)] = q_emb[torch.tensor([row_of[bench.candidates[j].image] for j in reuse])]
     if rest:
-        e = encode_items(model, [bench.candidates[j] for j in rest], "passage", batch_size, show)
-        e = torch.as_tensor(np.asarray(e) if not isinstance(e, torch.Tensor) else e).detach().cpu().float()
-        if e.ndim != 2 or e.shape != (len(rest), q_emb.shape[1]):
+        e = _as_float(ev.encode_items(model, [bench.candidates[j] for j in rest], "passage", batch_size, show))
+        if e.shape != (len(rest), q_emb.shape[1]):
             raise DataError(f"{name} returned candidate embeddings of shape {tuple(e.shape)} for {len(rest)} items; "
-                            f"expected ({len(rest)}, {q_emb.shape[1]}) like the queries.")
+                            f"expected ({len(rest)}, {q_emb.shape[1]}), like the queries.")
         c_emb[torch.tensor(rest)] = e
     if "rescore" not in kw and callable(getattr(model, "rescore", None)):
         fn = model.rescore(bench)
         if fn is not None:
             kw["rescore"] = fn
-            kw.setdefault("rescore_k", int(getattr(model, "rescore_k", DEFAULT_RESCORE_K)))
+            kw.setdefault("rescore_k", int(getattr(model, "rescore_k", ev.DEFAULT_RESCORE_K)))
     return evaluate_image_text_embeddings(bench, q_emb, c_emb, meta=meta, show_progress=show, **kw)

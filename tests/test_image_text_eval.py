@@ -139,6 +139,17 @@ def test_caption_query_subset_and_ddof_k_options():
         evaluate_image_text_embeddings(bench, q, c, caption_queries=[0], show_progress=False)
 
 
+def test_top_k_shares_when_an_image_has_fewer_relevant_captions_than_k():
+    # 2 captions per image, k = 3: the top 3 reach below the relevant captions (a sampled lower bound)
+    bench, q, c = _case(n_img=800, per_lang=(1, 1), seed=8)
+    df = evaluate_image_text_embeddings(bench, q, c, k=3, cross_lingual=False, caption_setting=False,
+                                        show_progress=False)
+    bias = language_bias_table(bench, q, c, k=3, caption_setting=False)
+    mine = df.merge(bias[KEY], on=KEY)
+    assert len(mine) == len(bias) and "top3_share:de" in set(bias.metric)
+    np.testing.assert_allclose(_values(mine), _values(bias), rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("fraction", [-1.0, 2.0])  # always bucketing / always the extracted cells
 def test_chunking_and_both_counting_paths_give_the_same_table(monkeypatch, fraction):
     bench, q, c = _case(seed=5, noise=3.0)  # a poor model: relevant items spread over the whole ranking
