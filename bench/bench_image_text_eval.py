@@ -10,8 +10,9 @@ per-language offset (L2-normalised). The benchmark has the layout of
    caption_setting=False``). Target: at most 30 s wall and 3 GiB peak resident memory.
 2. Recomputes the same numbers in the CLIP_benchmark style: the full score matrix
    ``texts_emb @ images_emb.T``, a positive-pair matrix, ``torch.topk`` recall@k (any positive in
-   the top k) in both directions, and full-matrix ranks (sorted score rows) for the mAPs and the
-   pooled R@10, rank distance and MRV; prints the largest absolute difference and the time ratio.
+   the top k) in both directions, and full-matrix ranks (sorted score rows) for the mAPs (sklearn's
+   average precision, ties included) and the pooled R@10, rank distance and MRV; prints the
+   largest absolute difference and the time ratio.
    It holds the whole matrix (about 4 GiB); ``--ref-images N`` restricts it to the first N images
    (then only the image→text rows of those images and the text→image rows of their captions are
    compared, against a run of the function on the same images).
@@ -87,15 +88,15 @@ def reference(img: torch.Tensor, cap: torch.Tensor, lang_of: np.ndarray, img_of:
             has = pos.any(1)  # queries without a positive are left out (CLIP_benchmark would count them as 0)
             top = torch.topk(sc, max(ks), dim=1).indices
             hits = {k: pos.gather(1, top[:, :k]).any(1)[has].double() for k in ks}
-            # mAP: rank of each positive = number of scores >= its score (no ties in continuous data)
+            # mAP (sklearn's average precision, ties included): per positive, the number of positives
+            # scoring at least as high over the number of candidates scoring at least as high
             srt = torch.sort(sc, dim=1).values  # ascending
             pr, pc = torch.nonzero(pos, as_tuple=True)
-            rank = sc.shape[1] - torch.searchsorted(srt[pr], sc[pr, pc][:, None]).flatten()
+            v = sc[pr, pc][:, None]
+            rank = sc.shape[1] - torch.searchsorted(srt[pr], v).flatten()
+            above = ((sc[pr] >= v) & pos[pr]).sum(1)
             n_pos = pos.sum(1)
-            order = torch.argsort(pr * (sc.shape[1] + 1) + rank)  # by query, then rank
-            pr, rank = pr[order], rank[order]
-            nth = torch.arange(len(pr)) - (torch.cumsum(n_pos, 0) - n_pos)[pr] + 1  # 1st, 2nd... positive
-            ap = torch.zeros(sc.shape[0], dtype=torch.float64).index_add_(0, pr, nth.double() / rank.double())
+            ap = torch.zeros(sc.shape[0], dtype=torch.float64).index_add_(0, pr, above.double() / rank.double())
             ap = (ap / n_pos.clamp(min=1))[has]
             key = (direction, "monolingual", name, "-") if direction == "text→image" else \
                 (direction, "monolingual", "-", name)
@@ -118,11 +119,9 @@ def reference(img: torch.Tensor, cap: torch.Tensor, lang_of: np.ndarray, img_of:
         valid = r >= 0
         vals = block.gather(1, r.clamp(min=0))
         rank = block.shape[1] - torch.searchsorted(torch.sort(block, dim=1).values, vals)  # number of scores >= v
-        rank = torch.where(valid, rank, torch.iinfo(torch.int64).max)
-        rank_sorted = torch.sort(rank, dim=1).values
-        nth = torch.arange(1, m + 1, dtype=torch.float64)[None, :]
-        prec = torch.where(valid.sort(1, descending=True).values, nth / rank_sorted.double(), 0.0)
-        aps.append(prec.sum(1) / valid.sum(1))
+        rank = torch.where(valid, rank, torch.iinfo(torch.int64).max)  # padding: never a language's best
+        above = ((vals[:, None, :] >= vals[:, :, None]) & valid[:, None, :]).sum(2)  # positives scoring >=
+        aps.append(torch.where(valid, above.double() / rank.double(), 0.0).sum(1) / valid.sum(1))
         r10.append(((rank <= 10) & valid).sum(1).double() / valid.sum(1))
         best = torch.full((len(r), n_lang), torch.iinfo(torch.int64).max)
         best.scatter_reduce_(1, torch.where(valid, lang_t[r.clamp(min=0)], 0), rank, "amin")

@@ -66,7 +66,6 @@ from hbkit.parallel import IMAGE, TEXT
 BLOCK_BYTES = 128 * 2**20
 #: Cells of a block extracted for exact counting; above this fraction, bucketing is used instead.
 SPARSE_FRACTION = 1 / 16
-FMAX = float(torch.finfo(torch.float32).max)
 #: R@k cut-off of the multilingual rows (PROTOCOL §1.4).
 MULTI_K = 10
 #: Name of the mean of a query's hit@k over ``hit_ks``.
@@ -165,7 +164,7 @@ def _shares(ext, b: int, codes: torch.Tensor, L: int, k_eff: torch.Tensor) -> to
 def _lang_stats(T: torch.Tensor, pool: _Pool, D: torch.Tensor, ex_rows: torch.Tensor, ex_cols: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and 1/std per language and column, float32 (L, b), as :func:`hbkit.language_bias.zscore_by_language`:
-    two passes, sums as products with the one-hot language indicator ``ind`` (n_c, L + 1); the excluded cells
+    two passes, sums as products with the one-hot language indicator (n_c, L + 1); the excluded cells
     take no part; a std below 1e-6 of the RMS score counts as 0 (1/std := 1). ``D``: (n_c, b) scratch."""
     ind, L = pool.ind, len(pool.langs)
     T[ex_rows, ex_cols] = 0
@@ -174,7 +173,7 @@ def _lang_stats(T: torch.Tensor, pool: _Pool, D: torch.Tensor, ex_rows: torch.Te
     cnt.clamp_(min=1)
     mean = (ind.T @ T) / cnt
     mean[L] = 0
-    torch.addmm(T, ind, mean, alpha=-1, out=D)  # deviations from the language mean
+    torch.sub(T, torch.index_select(mean, 0, pool.codes, out=D), out=D)  # deviations from the language mean
     D[ex_rows, ex_cols] = 0
     T[ex_rows, ex_cols] = float("-inf")
     std = ((ind.T @ D.square_()) / cnt).sqrt()
@@ -194,8 +193,8 @@ def _z(vals: torch.Tensor, g: torch.Tensor, cols: torch.Tensor, mean: torch.Tens
 def _own_ranks(T: torch.Tensor, rs: torch.Tensor, w: torch.Tensor, g_rel: torch.Tensor, pool: _Pool,
                D: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
     """Rank of each relevant cell within its language's rows, int64 (b, m) (``w``: relevant with a language):
-    per level l, the l-th relevant of each (query, language) is counted for all languages at once, as
-    indicator products with a per-row threshold (exact: counts of 0/1 below 2^24)."""
+    per level l, the l-th relevant of each (query, language) is counted for all languages at once: cells at
+    or above a per-row threshold, summed per language as an indicator product (exact below 2^24)."""
     b, m = rs.shape
     L, ind = len(pool.langs), pool.ind
     key = torch.where(w, g_rel, L + 1)
@@ -209,9 +208,9 @@ def _own_ranks(T: torch.Tensor, rs: torch.Tensor, w: torch.Tensor, g_rel: torch.
     for lv in range(int(level[w].max()) + 1 if bool(w.any()) else 0):
         sel = w & (level == lv)
         qi, ri = torch.nonzero(sel, as_tuple=True)
-        thr = torch.full((L + 1, b), FMAX)
+        thr = torch.full((L + 1, b), float("inf"))
         thr[g_rel[qi, ri], qi] = rs[qi, ri]
-        torch.ge(T, torch.mm(ind, thr, out=D), out=buf)
+        torch.ge(T, torch.index_select(thr, 0, pool.codes, out=D), out=buf)  # per-row thresholds
         counts = ind.T @ D.copy_(buf)  # (L + 1, b)
         own[qi, ri] = counts[g_rel[qi, ri], qi].round().long()
     return own
@@ -250,7 +249,6 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D
             stride = n_c // (256 * k)
             low = torch.topk(T[::stride], k, dim=0).values[k - 1] if stride >= 1 else torch.full((b,), -float("inf"))
             tau[need] = torch.minimum(tau[need], low[need])
-        ind = pool.ind
         mean, inv = _lang_stats(T, pool, D, ex_rows, ex_cols)
         # each language's best relevant row: the z-scored control ranks it again (z is increasing per language)
         top = torch.full((b, L + 2), float("-inf")).scatter_reduce_(1, g_rel, rs.masked_fill(~real, float("-inf")),
@@ -266,8 +264,8 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D
         off = zmin / inv
         s_thr = torch.where(torch.isfinite(zmin), mean + off - 1e-4 * (mean.abs() + off.abs()) - 1e-30,
                             torch.full((), float("inf")))
-        cut = torch.cat([torch.minimum(s_thr, tau), torch.minimum(zmin, tau)[None]]).clamp_(-FMAX, FMAX)
-        cut = torch.mm(ind, cut, out=D)  # per-row thresholds: the indicator product is exact for finite values
+        cut = torch.index_select(torch.cat([torch.minimum(s_thr, tau), torch.minimum(zmin, tau)[None]]), 0, codes,
+                                 out=D)  # per-row thresholds
     ext = _extract(T, cut, buf) if pooled else None
     if ext is not None:
         keep = ext[2] >= tau[ext[1]]
@@ -314,9 +312,9 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D
         keep = z >= zmin[cols]
         ranks_z = _count(zt, torch.zeros(n_c, dtype=torch.int64), 1, (rows[keep], cols[keep], z[keep]))[:, 0]
     else:  # z-score the whole block
-        ind = pool.ind
         zero = torch.zeros((1, b))
-        torch.addmm(T, ind, torch.cat([mean, zero]), alpha=-1, out=D).mul_(ind @ torch.cat([inv, zero + 1]))
+        torch.sub(T, torch.index_select(torch.cat([mean, zero]), 0, codes, out=D), out=D)
+        D.mul_(torch.cat([inv, zero + 1])[codes])
         ranks_z = _count_ge(D.T, zt, torch.zeros(n_c, dtype=torch.int64), 1, None)[:, :, 0]
     out["rank_distance_z"], out["MRV_z"] = lb.rank_spread(torch.where(present, ranks_z.double(), nan).numpy(), ddof)
     return out
