@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_search.py
 	$(PY) bench/bench_tlm.py
 	$(PY) bench/bench_image_text_eval.py
+	$(PY) bench/bench_xtd10_crosslingual.py
 
 clean:
 	rm -rf $(OUTPUT_DIR)/test $(OUTPUT_DIR)/test-image
