@@ -273,7 +273,7 @@ def _block(T: torch.Tensor, rel: torch.Tensor, pool: _Pool, buf: torch.Tensor, D
         cnt = _count(thr, codes, L + 1, raw)  # (b, L + 1, m)
         own, ranks = cnt.gather(1, idx[:, None, :]).squeeze(1), cnt.sum(1)  # within the language / pooled
     else:
-        own = _own_ranks(T, rs, valid & real, g_rel, pool, D, buf)
+        own = _own_ranks(T, rs, valid & real, g_rel, pool, D, buf) if group_ks or hit_ks else None
         if pooled:
             ranks = _count_ge(T.T, thr, torch.zeros(n_c, dtype=torch.int64), 1, None)[:, :, 0]
     ge = (rs[:, None, :] >= rs[:, :, None]) & valid[:, None, :]  # [i, r, r']: s_r' >= s_r
