@@ -35,10 +35,11 @@ needs shared embeddings (each caption query equal to its candidate twin, each im
 its candidate — what :func:`evaluate_image_text` gives a model whose text embedding does not
 depend on ``kind``) and one image per caption; otherwise the text→image rows take a second pass.
 A poor model, whose relevant items spread over the ranking, leaves too many cells to extract
-(above :data:`SPARSE_FRACTION` of a block): the ranks are then bucketed as in
-:mod:`hbkit.metrics` (about 3× slower, same values). Cross-lingual and caption→caption rows
-cost one caption × caption block per caption query (cheap for XTD10; for all of
-Crossmodal-3600 about 72× the image pass: ``caption_queries`` samples the latter).
+(above :data:`SPARSE_FRACTION` of a block): the ranks are then bucketed as in :mod:`hbkit.metrics`
+(same values; about 4× slower for an uninformative model). Cross-lingual rows (ranks within
+each language by per-row thresholds) and caption→caption rows cost one caption × caption block
+per caption query: cheap for XTD10, about 72× the image pass for all of Crossmodal-3600
+(``caption_queries`` samples the latter).
 
 **Re-scoring.** With ``rescore`` (ALBEF's ITM head), the image–text monolingual rows and the
 multilingual mAP / R@10 / rank distance come from :func:`hbkit.evaluation.evaluate_embeddings`
