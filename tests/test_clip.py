@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -310,6 +311,40 @@ def test_missing_and_corrupt_images_name_the_file(tiny, world, tmp_path):
         model.encode_images([ImageRef("broken.png")])
     with pytest.raises(DataError, match="text positive"):
         model.collator()([TrainingPair("q", "a passage", None, "g", "en", "en")])
+
+
+def test_image_cache_gives_the_same_batches_and_rereads_replaced_files(tiny, world, tmp_path):
+    from hbkit.models.images import ImageCache, preprocess_images
+
+    plain = _model(tiny, world)
+    cached = _model(tiny, world, image_cache_mb=1)
+    assert plain.collator().cache is None and cached.identity() == plain.identity()
+    assert _model(tiny, world, augment=True, image_cache_mb=1).collator().cache is None  # random crops: never cached
+    collate = pickle.loads(pickle.dumps(cached.collator()))  # DataLoader workers get a copy
+    pairs = _pairs(world, [0, 5, 7])
+    want = plain.collator()(pairs)
+    for _ in range(2):
+        got = collate(pairs)
+        assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in ("text", "images", "image_index"))
+    assert (len(collate.cache), collate.cache.hits, collate.cache.misses) == (3, 3, 3)
+    assert collate.cache.nbytes == 3 * 3 * 32 * 32 * 4
+    # a replaced file is read again
+    shutil.copy(world["root"] / "red_circle.png", tmp_path / "x.png")
+    cache, refs = ImageCache(2**20), [ImageRef("x.png")]
+    first = preprocess_images(refs, plain.preprocess_val, tmp_path, cache)
+    _draw(tmp_path / "new.png", (30, 40, 220), "square")
+    os.replace(tmp_path / "new.png", tmp_path / "x.png")
+    again = preprocess_images(refs, plain.preprocess_val, tmp_path, cache)
+    assert torch.equal(again, preprocess_images(refs, plain.preprocess_val, tmp_path)) and not torch.equal(again, first)
+    # full: nothing more is kept; a missing file still names itself
+    small = ImageCache(3 * 32 * 32 * 4)
+    preprocess_images([ImageRef("red_circle.png"), ImageRef("blue_square.png")], plain.preprocess_val,
+                      world["root"], small)
+    assert len(small) == 1 and small.nbytes == small.max_bytes
+    with pytest.raises(DataError, match=r"missing\.png not found"):
+        preprocess_images([ImageRef("missing.png")], plain.preprocess_val, tmp_path, cache)
+    with pytest.raises(ConfigError, match="image_cache_mb must be >= 0"):
+        CLIPConfig(image_cache_mb=-1)
 
 
 def test_unknown_model_names_and_tags_fail_clearly_offline(monkeypatch, tmp_path):

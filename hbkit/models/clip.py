@@ -59,7 +59,7 @@ from hbkit.models.base import RetrievalModel
 from hbkit.models.clip_factory import (CONFIG_FILE, DEFAULT_MODEL, PRESETS, _check_tokenizer, _create,  # noqa: F401
                                        register_folder,
                                        resolve_source)
-from hbkit.models.images import ImageCaptionCollator, ImageLike, image_batches
+from hbkit.models.images import ImageCache, ImageCaptionCollator, ImageLike, image_batches
 
 WEIGHTS_FILE = "open_clip_model.safetensors"
 TEXT_DIR = "text"
@@ -87,6 +87,11 @@ class CLIPConfig:
     ``augment``: train on open_clip's training transform (random resized crop) instead of the
     evaluation transform; it draws from torch's RNG, so exact resume then needs
     ``loader_workers=0``. ``context_length``: overrides the tokenizer's length.
+    ``image_cache_mb``: keep up to this many MiB of preprocessed training images in the collator
+    (per process: each ``DataLoader`` worker has its own), so an image seen again is not decoded
+    again (:class:`~hbkit.models.images.ImageCache`; 0 = off). It changes no result: it applies only
+    with the deterministic evaluation transform, never with ``augment``; it is not part of the
+    model's identity.
     """
 
     model: str = DEFAULT_MODEL
@@ -102,6 +107,7 @@ class CLIPConfig:
     t2t_weight: float = 0.0
     augment: bool = False
     context_length: int | None = None
+    image_cache_mb: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.image_root, os.PathLike):
@@ -116,6 +122,8 @@ class CLIPConfig:
         for name in ("lock_image_unlocked_groups", "lock_text_unlocked_layers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.image_cache_mb < 0:
+            raise ConfigError(f"image_cache_mb must be >= 0, got {self.image_cache_mb} (0 turns the cache off).")
         if self.context_length is not None and self.context_length < 4:
             raise ConfigError(f"context_length must be >= 4 tokens or None, got {self.context_length}.")
 
@@ -226,9 +234,12 @@ class CLIPModel(RetrievalModel):
 
     def collator(self) -> ImageCaptionCollator:
         """Tokenizes captions with the model's open_clip tokenizer and preprocesses images with its
-        transform (training transform when ``augment``), resolving keys against ``image_root``."""
-        transform = self.preprocess_train if self.settings.augment else self.preprocess_val
-        return ImageCaptionCollator(self.tokenizer, transform, self.image_root)
+        transform (training transform when ``augment``), resolving keys against ``image_root``;
+        with ``image_cache_mb`` (and no ``augment``) the collator keeps preprocessed images."""
+        if self.settings.augment:
+            return ImageCaptionCollator(self.tokenizer, self.preprocess_train, self.image_root)
+        cache = ImageCache(self.settings.image_cache_mb * 2**20) if self.settings.image_cache_mb else None
+        return ImageCaptionCollator(self.tokenizer, self.preprocess_val, self.image_root, cache)
 
     def forward(self, batch: dict, gather: bool = True) -> dict[str, torch.Tensor]:
         """Losses of a collated batch: ``{"loss", "i2t", "t2i"}`` (+ ``"t2t"`` when ``t2t_weight`` > 0)."""
@@ -327,6 +338,7 @@ class CLIPModel(RetrievalModel):
         """What of the model changes a run's result: origin (name, tag, build recipe) and training settings."""
         s = self.settings.settings()
         s.pop("image_root")
+        s.pop("image_cache_mb")
         return {"family": "clip", **self.origin, **s}
 
     def describe(self) -> dict:

@@ -8,12 +8,21 @@ directory. A missing or unreadable image raises :class:`~hbkit.errors.DataError`
 :class:`ImageCaptionCollator` is picklable (a tokenizer, a transform and a folder name), so it
 can collate in ``DataLoader`` workers. It deduplicates images by group: pairs of one group (its
 captions in several languages under 1-to-K batches) share one image row.
+
+**Image cache** (:class:`ImageCache`, off unless given): keeps each file's preprocessed tensor, so
+an image seen again is not decoded again. That is exact only for a *deterministic* transform, such
+as open_clip's evaluation transform (resize, centre crop, to tensor, normalise): the cached tensor
+is what the transform returns for that file. Never give one with a random transform (open_clip's
+training transform, ``augment=True``): every epoch would see the first crop. Entries are keyed by
+the file's device, inode, size and modification time, so a file replaced (a new inode, as atomic
+writes do) or rewritten (a new modification time) is read again. Each process (each
+``DataLoader`` worker) fills its own copy, up to ``max_bytes``.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, Union
 
@@ -63,18 +72,73 @@ def group_id(group: str) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
+class ImageCache:
+    """Preprocessed images by file version, for a deterministic transform (module docstring).
+
+    Holds at most ``max_bytes`` of tensors; once full, further images are decoded as usual and
+    not kept (no eviction). ``hits`` / ``misses`` count look-ups of files that exist."""
+
+    def __init__(self, max_bytes: int) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ConfigError(f"max_bytes must be an integer >= 0, got {max_bytes!r}.")
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._store: dict[tuple[int, int, int, int], torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    @staticmethod
+    def key(path: Path) -> tuple[int, int, int, int] | None:
+        """The version of the file at ``path`` (device, inode, size, mtime in ns); None if it cannot be read."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def get(self, key: tuple[int, int, int, int]) -> torch.Tensor | None:
+        pixels = self._store.get(key)
+        if pixels is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return pixels
+
+    def put(self, key: tuple[int, int, int, int], pixels: torch.Tensor) -> None:
+        size = pixels.untyped_storage().nbytes()  # what keeping it holds (a view keeps its whole storage)
+        if key not in self._store and self.nbytes + size <= self.max_bytes:
+            self._store[key] = pixels
+            self.nbytes += size
+
+
+def _transformed(image: ImageLike, path: Path, transform: Callable[[Any], torch.Tensor],
+                 root: str | os.PathLike | None) -> torch.Tensor:
+    pixels = transform(load_image(image, root))
+    if not isinstance(pixels, torch.Tensor) or pixels.ndim != 3:
+        raise DataError(f"The image transform returned {type(pixels).__name__} for {path}; a (3, H, W) "
+                        "tensor is expected.")
+    return pixels
+
+
 def preprocess_images(images: Sequence[ImageLike], transform: Callable[[Any], torch.Tensor],
-                      root: str | os.PathLike | None = None) -> torch.Tensor:
-    """Load and transform images into one float tensor (n, 3, H, W)."""
+                      root: str | os.PathLike | None = None, cache: ImageCache | None = None) -> torch.Tensor:
+    """Load and transform images into one float tensor (n, 3, H, W).
+
+    With ``cache``, a file already preprocessed is taken from it (deterministic ``transform`` only)."""
     if not images:
         raise DataError("No images to preprocess.")
     out = []
     for image in images:
         path = resolve_image_path(image, root)
-        pixels = transform(load_image(image, root))
-        if not isinstance(pixels, torch.Tensor) or pixels.ndim != 3:
-            raise DataError(f"The image transform returned {type(pixels).__name__} for {path}; a (3, H, W) "
-                            "tensor is expected.")
+        key = cache.key(path) if cache is not None else None
+        pixels = cache.get(key) if key is not None else None
+        if pixels is None:
+            pixels = _transformed(image, path, transform, root)
+            if key is not None:
+                cache.put(key, pixels)
         out.append(pixels)
     return torch.stack(out)
 
@@ -102,11 +166,13 @@ class ImageCaptionCollator:
     - ``n_pairs``: B.
 
     Picklable when ``tokenize`` and ``transform`` are (open_clip's tokenizers and transforms are).
+    ``cache``: an :class:`ImageCache` of preprocessed images, only for a deterministic ``transform``.
     """
 
     tokenize: Callable[[list[str]], Any]
     transform: Callable[[Any], torch.Tensor]
     image_root: str | None = None
+    cache: ImageCache | None = field(default=None, compare=False, repr=False)
 
     def __call__(self, pairs: Sequence[TrainingPair]) -> dict:
         if not pairs:
@@ -133,7 +199,7 @@ class ImageCaptionCollator:
         groups = list(rows)
         return {
             "text": self.tokenize([p.query for p in pairs]),
-            "images": preprocess_images(images, self.transform, self.image_root),
+            "images": preprocess_images(images, self.transform, self.image_root, self.cache),
             "image_index": torch.tensor(index, dtype=torch.long),
             "text_groups": torch.tensor([group_id(p.group) for p in pairs], dtype=torch.long),
             "image_groups": torch.tensor([group_id(g) for g in groups], dtype=torch.long),
