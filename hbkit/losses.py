@@ -1,5 +1,7 @@
-"""Contrastive losses: InfoNCE with in-batch and hard negatives for text (PROTOCOL §1.1), and CLIP's
-symmetric image–text loss with several captions per image (PROTOCOL §2.1, 1-to-K)."""
+"""Contrastive losses: InfoNCE with in-batch and hard negatives for text (PROTOCOL §1.1), CLIP's
+symmetric image–text loss with several captions per image (PROTOCOL §2.1, 1-to-K), and ALBEF's
+image–text contrastive (ITC, image-id soft targets, momentum distillation) and matching (ITM,
+hard negatives) losses (PROTOCOL §2.3)."""
 from __future__ import annotations
 
 import math
@@ -177,3 +179,74 @@ def text_text_loss(text_features: torch.Tensor, text_groups: torch.Tensor, logit
     pos = positive[has]
     soft = pos.to(logp.dtype) / pos.sum(1, keepdim=True)
     return -(torch.where(pos, logp, torch.zeros_like(logp)) * soft).sum() * (world / n_global)
+
+
+# ----------------------------------------------------------------------------- ALBEF
+
+
+def albef_itc_loss(image_feat: torch.Tensor, text_feat: torch.Tensor, image_feat_all: torch.Tensor,
+                   text_feat_all: torch.Tensor, idx: torch.Tensor, idx_all: torch.Tensor, temp: torch.Tensor,
+                   alpha: float = 0.0, image_feat_m: torch.Tensor | None = None,
+                   text_feat_m: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """ALBEF's ITC loss: each pair's image against all momentum text features and vice versa.
+
+    Args:
+        image_feat, text_feat: (B, e) L2-normalised online features of this process's B pairs
+            (with gradients).
+        image_feat_all, text_feat_all: (N, e) the momentum features the rows are scored against
+            (all processes' batch, then the queue when one is used; no gradients).
+        idx, idx_all: (B,) and (N,) int64 image ids; every column with the row's image id is a
+            positive, with the target mass spread evenly over them (soft targets).
+        temp: the temperature (scalar); similarities are divided by it.
+        alpha: distillation weight: targets become ``alpha * softmax(momentum sims) + (1 - alpha)
+            * id targets``, with ``image_feat_m`` / ``text_feat_m`` (B, e) the rows' momentum features.
+
+    Returns ``{"itc": (i2t + t2i) / 2, "i2t", "t2i", "sim_i2t", "sim_t2i"}``; the sims are (B, N).
+    """
+    pos = (idx.view(-1, 1) == idx_all.view(1, -1)).to(image_feat.dtype)
+    if bool((pos.sum(1) == 0).any()):
+        raise DataError("An ITC row has no positive column: each pair's own momentum features must be among the "
+                        "columns (pass this process's batch inside image_feat_all / text_feat_all).")
+    targets = pos / pos.sum(1, keepdim=True)
+    sim_i2t = image_feat @ text_feat_all.T / temp
+    sim_t2i = text_feat @ image_feat_all.T / temp
+    t_i2t = t_t2i = targets
+    if alpha:
+        if image_feat_m is None or text_feat_m is None:
+            raise ConfigError("Momentum distillation (alpha > 0) needs the rows' momentum features.")
+        with torch.no_grad():
+            t_i2t = alpha * F.softmax(image_feat_m @ text_feat_all.T / temp, dim=1) + (1 - alpha) * targets
+            t_t2i = alpha * F.softmax(text_feat_m @ image_feat_all.T / temp, dim=1) + (1 - alpha) * targets
+    i2t = -(F.log_softmax(sim_i2t, dim=1) * t_i2t).sum(1).mean()
+    t2i = -(F.log_softmax(sim_t2i, dim=1) * t_t2i).sum(1).mean()
+    return {"itc": (i2t + t2i) / 2, "i2t": i2t, "t2i": t2i, "sim_i2t": sim_i2t, "sim_t2i": sim_t2i}
+
+
+@torch.no_grad()
+def albef_hard_negatives(sim_i2t: torch.Tensor, sim_t2i: torch.Tensor, idx: torch.Tensor,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """ALBEF's in-batch hard negatives for ITM, sampled in proportion to softmax similarity.
+
+    ``sim_i2t`` / ``sim_t2i``: (B, B) in-batch similarities (already divided by the temperature);
+    ``idx`` (B,) image ids: a pair of the same image is never drawn. Draws one image per text
+    (rows of ``sim_t2i``), then one text per image (rows of ``sim_i2t``), one ``torch.multinomial``
+    call per row in that order, as the original does. Returns ``(negative image of each text,
+    negative text of each image)``, both (B,) long.
+    """
+    same = idx.view(-1, 1) == idx.view(1, -1)
+    w_i2t = F.softmax(sim_i2t.float() + 1e-4, dim=1).masked_fill(same, 0)
+    w_t2i = F.softmax(sim_t2i.float() + 1e-4, dim=1).masked_fill(same, 0)
+    if bool((w_t2i.sum(1) <= 0).any()) or bool((w_i2t.sum(1) <= 0).any()):
+        raise DataError("ITM needs a negative from another image for every pair, but this batch holds only one "
+                        "distinct image: use a batch with at least two images (under 1-to-K, batch_size >= 2*K).")
+    neg_image = torch.stack([torch.multinomial(w_t2i[b], 1, generator=generator) for b in range(len(idx))]).view(-1)
+    neg_text = torch.stack([torch.multinomial(w_i2t[b], 1, generator=generator) for b in range(len(idx))]).view(-1)
+    return neg_image, neg_text
+
+
+def albef_itm_loss(logits: torch.Tensor, n_pos: int) -> torch.Tensor:
+    """Cross-entropy of ITM logits (n_pos + 2 n_pos, 2): the first ``n_pos`` rows match (class 1),
+    the rest do not (class 0)."""
+    labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    labels[:n_pos] = 1
+    return F.cross_entropy(logits, labels)

@@ -15,6 +15,7 @@ from hbkit.errors import UnknownModelError
 FAMILIES: dict[str, str] = {
     "bi-encoder": "hbkit.models.bi_encoder:BiEncoder",
     "clip": "hbkit.models.clip:CLIPModel",
+    "albef": "hbkit.models.albef:ALBEFModel",
 }
 
 #: A file each exported model folder holds, naming its family.
