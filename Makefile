@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_image_text_eval.py
 	$(PY) bench/bench_xtd10_crosslingual.py
 	$(PY) bench/bench_clip_train.py
+	$(PY) bench/bench_albef.py
 
 clean:
 	rm -rf $(OUTPUT_DIR)/test $(OUTPUT_DIR)/test-image
