@@ -1,8 +1,10 @@
 """Shared pytest fixtures."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -49,3 +51,16 @@ def skip_or_fail(msg: str) -> None:
     if os.environ.get("HBKIT_REQUIRE_EXECUTED"):
         pytest.fail(msg)
     pytest.skip(msg)
+
+
+def load_executed(folder: Path, sources: Sequence[Path], what: str, hint: str) -> dict[str, dict]:
+    """The executed notebooks in ``folder`` (name -> JSON), skipping ``.FAILED`` copies; skip (or
+    fail under ``make notebook-test``) when there are none or one is older than its source in ``sources``."""
+    found = sorted(p for p in folder.glob("*.ipynb") if ".FAILED" not in p.name and not p.name.startswith("."))
+    if not found:
+        skip_or_fail(f"no executed {what} in {folder}: {hint} writes them")
+    for p in found:
+        src = next((s for s in sources if p.stem.startswith(s.stem)), None)
+        if src is not None and src.stat().st_mtime > p.stat().st_mtime:
+            skip_or_fail(f"{p} is older than {src.relative_to(REPO)}: rerun `make notebook-test`")
+    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in found}

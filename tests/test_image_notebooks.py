@@ -7,13 +7,12 @@ writes them, then runs this file); skips when absent or stale, and fails instead
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
-from conftest import skip_or_fail
+from conftest import load_executed
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p for p in (REPO / "notebooks").glob("*.ipynb") if p.stem >= "06")
@@ -26,16 +25,8 @@ def _executed_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def executed() -> dict[str, dict]:
-    d = _executed_dir()
-    found = sorted(p for p in d.glob("*.ipynb") if ".FAILED" not in p.name and not p.name.startswith("."))
-    if not found:
-        skip_or_fail(f"no executed image–text notebooks in {d}: `make notebook-test` (or `python -m "
-                     "hbkit.kit.replicate --profile test-image`) writes them")
-    for p in found:
-        src = next((s for s in SOURCES if p.stem.startswith(s.stem)), None)
-        if src is not None and src.stat().st_mtime > p.stat().st_mtime:
-            skip_or_fail(f"{p} is older than {src.relative_to(REPO)}: rerun `make notebook-test`")
-    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in found}
+    return load_executed(_executed_dir(), SOURCES, "image–text notebooks",
+                         "`make notebook-test` (or `python -m hbkit.kit.replicate --profile test-image`)")
 
 
 def _outputs_text(nb: dict) -> str:

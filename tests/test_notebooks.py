@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import skip_or_fail as _skip_or_fail
+from conftest import load_executed
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -25,22 +25,10 @@ def _executed_dir() -> Path:
     return Path(env) if env else REPO / "runs" / "test" / "notebooks"
 
 
-def _executed() -> list[Path]:
-    d = _executed_dir()
-    found = sorted(p for p in d.glob("*.ipynb") if ".FAILED" not in p.name and not p.name.startswith("."))
-    if not found:
-        _skip_or_fail(f"no executed notebooks in {d}: `make notebook-test` (or `python -m hbkit.kit.replicate "
-                    "--profile test --output-dir runs`) writes them")
-    for p in found:
-        src = next((s for s in SOURCES if p.stem.startswith(s.stem)), None)
-        if src is not None and src.stat().st_mtime > p.stat().st_mtime:
-            _skip_or_fail(f"{p} is older than {src.relative_to(REPO)}: rerun `make notebook-test`")
-    return found
-
-
 @pytest.fixture(scope="module")
 def executed() -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in _executed()}
+    return load_executed(_executed_dir(), SOURCES, "notebooks",
+                         "`make notebook-test` (or `python -m hbkit.kit.replicate --profile test --output-dir runs`)")
 
 
 def _code_cells(nb: dict) -> list[dict]:
