@@ -33,26 +33,25 @@ their ITC order. ``rescore_k=0`` evaluates ITC only.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 
 from hbkit.config import check_types
 from hbkit.engine import distributed as hdist
-from hbkit.engine.progress import progress
-from hbkit.errors import ConfigError, DataError, UnknownModelError
+from hbkit.errors import ConfigError, UnknownModelError
 from hbkit.losses import _gather_ids, albef_hard_negatives, albef_itc_loss, albef_itm_loss
 from hbkit.models.albef_checkpoint import LoadReport, load_into, read_state, to_original
 from hbkit.models.albef_net import ALBEFNet, ALBEFNetConfig
+from hbkit.models.albef_retrieval import ALBEFRetrieval
 from hbkit.models.albef_text import ALBEFImageTransform, ALBEFTokenizer
 from hbkit.models.base import RetrievalModel
-from hbkit.models.images import ImageCache, ImageCaptionCollator, ImageLike, image_batches
+from hbkit.models.images import ImageCache, ImageCaptionCollator
 
 __all__ = ["ALBEFConfig", "ALBEFModel", "CHECKPOINTS", "VARIANTS", "ITM_SCORES"]
 
@@ -156,7 +155,7 @@ def _tokenizer(source: str):
                                 "(online) or a local folder with the tokenizer files.") from exc
 
 
-class ALBEFModel(RetrievalModel):
+class ALBEFModel(ALBEFRetrieval, RetrievalModel):
     """ALBEF for training and retrieval (module docstring). Features are (n, embed_dim) float32."""
 
     supports_grad_cache = False
@@ -328,142 +327,6 @@ class ALBEFModel(RetrievalModel):
 
     def log_values(self) -> dict[str, float]:
         return {"temperature": float(self.net.temp.detach()), "alpha": self.alpha()}
-
-    # -- evaluation --------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _eval(self) -> Iterator[None]:
-        was = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.train(was)
-
-    def _texts(self, texts: Sequence[str]) -> None:
-        for i, t in enumerate(texts):
-            if not isinstance(t, str) or not t.strip():
-                raise DataError(f"Empty caption at position {i}: every text must contain characters.")
-
-    def text_states(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool | None = None
-                    ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-        """Text-layer states of captions, unpadded per caption: (states [(L_i, d)], masks [(L_i,)],
-        normalised features (n, e)), all on CPU."""
-        self._texts(texts)
-        states, masks, feats = [], [], torch.empty(len(texts), self.dim)
-        with self._eval():
-            for start in progress(range(0, len(texts), batch_size), show=show_progress, desc="encode captions",
-                                  leave=False):
-                tok = self.tokenizer(list(texts[start:start + batch_size]))
-                h = self.net.text_embeds(tok["input_ids"], tok["attention_mask"])
-                feats[start:start + len(h)] = self.net.text_feat(h).float().cpu()
-                lengths = tok["attention_mask"].sum(1).tolist()
-                for row, n in zip(h.cpu(), lengths):
-                    states.append(row[:n].clone())
-                    masks.append(torch.ones(n, dtype=torch.long))
-        return states, masks, feats
-
-    def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int = 64,
-               show_progress: bool | None = None, contexts: Sequence[str] | None = None) -> torch.Tensor:
-        """ITC features of captions: float32 CPU (n, embed_dim), L2-normalised (``kind`` has no effect)."""
-        if kind not in ("query", "passage"):
-            raise ConfigError(f"kind must be 'query' or 'passage', got {kind!r}.")
-        if contexts is not None:
-            raise ConfigError("ALBEF embeds a caption alone; it takes no contexts. Evaluate with use_context=False.")
-        return self.text_states(texts, batch_size, show_progress)[2]
-
-    def image_tokens(self, images: Sequence[ImageLike], batch_size: int = 64, show_progress: bool | None = None,
-                     image_root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image tokens (n, T, vw) and normalised ITC features (n, e) of images, on CPU."""
-        root = image_root if image_root is not None else self.image_root
-        transform = ALBEFImageTransform(self.net.config.image_res)
-        c = self.net.config
-        tokens = torch.empty(len(images), (c.image_res // c.patch_size) ** 2 + 1, c.vision_width)
-        feats = torch.empty(len(images), self.dim)
-        start = 0
-        with self._eval():
-            for pixels in progress(image_batches(list(images), transform, root, batch_size), show=show_progress,
-                                   desc="encode images", leave=False, total=math.ceil(len(images) / batch_size)):
-                e = self.net.image_embeds(pixels)
-                tokens[start:start + len(e)] = e.float().cpu()
-                feats[start:start + len(e)] = self.net.image_feat(e).float().cpu()
-                start += len(e)
-        return tokens, feats
-
-    def encode_images(self, images: Sequence[ImageLike], batch_size: int = 64, show_progress: bool | None = None,
-                      image_root: str | os.PathLike | None = None) -> torch.Tensor:
-        """ITC features of images: float32 CPU (n, embed_dim), L2-normalised."""
-        return self.image_tokens(images, batch_size, show_progress, image_root)[1]
-
-    @torch.no_grad()
-    def itm_scores(self, states: Sequence[torch.Tensor], image_tokens: torch.Tensor,
-                   itc: torch.Tensor | None = None) -> torch.Tensor:
-        """Match scores of pairs (caption states[i], image_tokens[i]): float32 (n,), the ITM match
-        logit, plus ``itc`` (n,) under ``itm_score='itm+itc'``. Fusion runs in ``rescore_batch`` chunks."""
-        out = torch.empty(len(states))
-        dev, step = self.device, self.settings.rescore_batch
-        with self._eval():
-            for a in range(0, len(states), step):
-                chunk = states[a:a + step]
-                width = max(s.shape[0] for s in chunk)
-                h = torch.zeros(len(chunk), width, chunk[0].shape[1])
-                m = torch.zeros(len(chunk), width, dtype=torch.long)
-                for i, s in enumerate(chunk):
-                    h[i, :len(s)] = s
-                    m[i, :len(s)] = 1
-                fused = self.net.fuse(h.to(dev), m.to(dev), image_tokens[a:a + step].to(dev))
-                out[a:a + len(chunk)] = self.net.itm_logits(fused)[:, 1].float().cpu()
-        if self.settings.itm_score == "itm+itc":
-            if itc is None:
-                raise ConfigError("itm_score='itm+itc' needs the pairs' ITC similarities.")
-            out = out + itc.float()
-        return out
-
-    def rescore(self, bench) -> Any:
-        """The engine's re-scoring hook: ``fn(query indices (b,), candidate indices (b, k)) -> ITM
-        scores (b, k)`` for image–caption pairs of ``bench``; None when ``rescore_k`` is 0.
-
-        Text states and image tokens are computed once per item, on first use, and kept."""
-        if not self.rescore_k:
-            return None
-        items = {"q": bench.queries, "c": bench.candidates}
-        text_keys = sorted({(s, i) for s, xs in items.items() for i, x in enumerate(xs) if x.modality == "text"})
-        image_keys: dict = {}
-        for s, xs in items.items():
-            for i, x in enumerate(xs):
-                if x.modality == "image":
-                    image_keys.setdefault(x.image, []).append((s, i))
-        cache: dict = {}
-
-        def build() -> None:
-            texts = [items[s][i].text for s, i in text_keys]
-            states, _, tfeat = self.text_states(texts, show_progress=False)
-            cache["text"] = {key: (st, f) for key, st, f in zip(text_keys, states, tfeat)}
-            refs = list(image_keys)
-            tokens, ifeat = self.image_tokens(refs, show_progress=False)
-            cache["image"] = {key: (tokens[r], ifeat[r]) for r, ref in enumerate(refs) for key in image_keys[ref]}
-
-        def fn(query_ids: torch.Tensor, cand_ids: torch.Tensor) -> torch.Tensor:
-            if not cache:
-                build()
-            b, k = cand_ids.shape
-            states, tokens, itc = [], [], []
-            for qi, row in zip(query_ids.tolist(), cand_ids.tolist()):
-                for cj in row:
-                    q, c = ("q", qi), ("c", cj)
-                    if q in cache["text"] and c in cache["image"]:
-                        (st, tf), (tk, imf) = cache["text"][q], cache["image"][c]
-                    elif q in cache["image"] and c in cache["text"]:
-                        (st, tf), (tk, imf) = cache["text"][c], cache["image"][q]
-                    else:
-                        raise DataError("ITM re-scores image–caption pairs only; a caption→caption or "
-                                        "image→image pair was given. Re-score the image–text settings.")
-                    states.append(st)
-                    tokens.append(tk)
-                    itc.append(float(tf @ imf))
-            return self.itm_scores(states, torch.stack(tokens), torch.tensor(itc)).view(b, k)
-
-        return fn
 
     # -- description and persistence -----------------------------------------------------------------
     def identity(self) -> dict:
