@@ -27,8 +27,8 @@ def _spec(out, **kw) -> ex.RunSpec:
 
 def test_runs_of_the_demo_profile_and_their_labels(tmp_path):
     runs = planned_runs("demo-image", str(tmp_path))
-    # 2 models x 4 strategies x 2 seeds, then 1-to-K at K x the batch for tiny-clip, 1 seed
-    assert len(runs) == 2 * 4 * 2 + 1
+    # 2 CLIPs and 1 ALBEF x 4 strategies x 2 seeds, then 1-to-K at K x the batch for tiny-clip, 1 seed
+    assert len(runs) == 3 * 4 * 2 + 1
     labels = {(r["model"], ex.RunSpec(**r).label) for r in runs}
     assert ("tiny-clip", "1-to-K-images") in labels and ("tiny-clip-latin", "1-to-K-images") not in labels
     eq = [r for r in runs if ex.RunSpec(**r).label == "1-to-K-images"]
@@ -51,7 +51,7 @@ def test_strategy_and_model_errors_name_the_choices(tmp_path):
         ex.RunSpec(profile="test", output_dir=str(tmp_path), model="tiny-xlmr", strategy="1-to-K")
     with pytest.raises(ConfigError, match="choose X-X, X-Y, hybrid, 1-to-K"):
         _spec(tmp_path, strategy="one-to-k")
-    with pytest.raises(Exception, match="tiny-clip, tiny-clip-latin"):
+    with pytest.raises(Exception, match="tiny-albef, tiny-clip, tiny-clip-latin"):
         _spec(tmp_path, model="tiny-xlmr")
 
 
@@ -81,12 +81,19 @@ def test_demo_text_towers_start_unequal_only_when_skewed(tmp_path):
     assert gap["tiny-clip"] < gap["tiny-clip-latin"] - 0.2
 
 
-def test_image_text_plan_runs_06_to_09(tmp_path):
+def test_image_text_plan_runs_06_to_11(tmp_path):
     jobs = plan(PROFILE, tmp_path)
     kinds = [j.kind for j in jobs]
-    assert kinds[0] == "06_image_batches" and kinds[-1] == "09_compare_clip"
-    assert kinds.count("07_train_clip") == len(planned_runs(PROFILE, str(tmp_path)))
-    assert kinds.count("08_evaluate_clip") == len(PROFILES[PROFILE]["models"])
+    assert kinds[0] == "06_image_batches" and kinds[-2:] == ["09_compare_clip", "11_compare_families"]
+    runs = planned_runs(PROFILE, str(tmp_path))
+    albef = [r for r in runs if r["model"] == "tiny-albef"]
+    assert len(albef) == 4 and kinds.count("10_train_albef") == 4
+    assert kinds.count("07_train_clip") == len(runs) - 4
+    assert kinds.count("08_evaluate_clip") == 2  # the CLIP models
+    assert image_text.model_family("albef-14m") == image_text.model_family("tiny-albef") == "albef"
+    assert image_text.model_family("xlm-roberta-base-ViT-B-32") == "clip"
+    # a profile with CLIPs only plans no family comparison
+    assert "11_compare_families" not in [j.kind for j in plan("clip-colab", tmp_path)]
 
 
 # ----------------------------------------------------------------------------- training and evaluation
@@ -156,3 +163,52 @@ def test_leak_guard_refuses_training_images_in_a_benchmark(tmp_path, monkeypatch
     assert df.allow_overlap.all()
     record = json.loads((spec.run_dir / "evaluation.json").read_text())["leak_guard"][0]
     assert record["overlap"] == n and record["allowed"] is True
+
+
+# ----------------------------------------------------------------------------- ALBEF runs
+def test_an_albef_run_trains_and_is_evaluated_with_itc_and_with_itm(tmp_path):
+    spec = _spec(tmp_path, model="tiny-albef", strategy="hybrid")
+    run = spec.resolve()
+    assert run.evaluation["family"] == "albef" and "tiny_albef" in run.assets and run.encoder["rescore_k"] == 4
+    clip_run = _spec(tmp_path, strategy="hybrid").resolve()
+    assert clip_run.evaluation == {"family": "clip", **PROFILES[PROFILE]["evaluation"]}  # CLIP runs unchanged
+    state = ex.train(spec, show_progress=False)
+    assert state["status"] == "finished"
+    log = pd.read_csv(spec.run_dir / "train_log.csv")
+    assert {"itc", "itm", "alpha"} <= set(log.columns)
+    df = ex.evaluate(spec, show_progress=False)
+    assert set(df.model) == {"tiny-albef", "tiny-albef" + ex.ITC_ONLY}
+    key = ["direction", "setting", "query_lang", "candidate_lang", "metric"]
+    itc = df[df.model.str.endswith(ex.ITC_ONLY)].set_index(key).value
+    itm = df[~df.model.str.endswith(ex.ITC_ONLY)].set_index(key).value
+    assert set(itc.index) == set(itm.index)  # the same rows for both scorings
+    mono = [k for k in itc.index if k[1] == "monolingual" and k[4] in ("mAP", "hit@1", "hit@5")]
+    assert any(abs(itc[k] - itm[k]) > 1e-9 for k in mono), "ITM re-scoring changed no ranking"
+    hit10 = [k for k in mono if k[4] == "hit@5"]  # k = 4 re-scored: the top 5 holds the same candidates
+    assert all(itc[k] == pytest.approx(itm[k]) for k in hit10)
+    bias = [k for k in itc.index if k[4] == "MRV"]
+    assert bias and all(itc[k] == pytest.approx(itm[k]) for k in bias)  # bias measures: first-stage scores
+    recorded = json.loads((spec.run_dir / "evaluation.json").read_text())["settings"]
+    assert recorded["family"] == "albef" and recorded["scorings"] == ["tiny-albef-itc", "tiny-albef"]
+    zs = ex.evaluate_zero_shot(PROFILE, "tiny-albef", str(tmp_path), show_progress=False)
+    assert set(zs.strategy) == {"zero-shot"} and set(zs.model) == set(df.model)
+
+
+def test_albef_profiles_name_checkpoints_variants_and_overlaps():
+    from hbkit.kit.profiles import get_profile
+
+    for name in ("albef-colab", "albef-full"):
+        prof = get_profile(name)
+        settings = prof["model_settings"]
+        assert settings["albef-4m-multilingual"]["variant"] == "multilingual"
+        assert settings["albef-4m-english"]["variant"] == "english"
+        assert all(image_text.model_family(m) == "albef" for m in prof["models"] + prof["extra_zero_shot"])
+        spec = ex.RunSpec(profile=name, output_dir="runs", model=prof["models"][0], strategy="hybrid", seed=0,
+                          max_steps=prof["train"]["max_steps"], batch_size=prof["train"]["batch_size"],
+                          lr=prof["train"]["lr"])
+        run = spec.resolve()
+        assert run.encoder["text_init"] == "bert-base-multilingual-cased" and run.encoder["checkpoint"] == "albef-4m"
+    full = get_profile("albef-full")
+    assert full["model_settings"]["albef-4m-multilingual-queue"]["queue"] is True
+    assert "not zero-shot" in full["description"]
+    assert get_profile("albef-colab")["albef"]["net"]["image_res"] == 256

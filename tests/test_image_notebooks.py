@@ -43,11 +43,19 @@ def test_every_image_notebook_ran_once_per_run(executed):
     from hbkit.kit.profiles import get_profile
     from hbkit.kit.replicate import planned_runs
 
-    assert {s.stem for s in SOURCES} == {"06_image_batches", "07_train_clip", "08_evaluate_clip", "09_compare_clip"}
+    from hbkit.kit.image_text import model_family
+
+    assert {s.stem for s in SOURCES} == {"06_image_batches", "07_train_clip", "08_evaluate_clip", "09_compare_clip",
+                                         "10_train_albef", "11_compare_families"}
     for s in SOURCES:
         assert any(n.startswith(s.stem) for n in executed), f"no executed {s.stem}"
-    assert sum(n.startswith("07_train_clip") for n in executed) == len(planned_runs("test-image", "runs"))
-    assert sum(n.startswith("08_evaluate_clip") for n in executed) == len(get_profile("test-image")["models"])
+    runs = planned_runs("test-image", "runs")
+    n_albef = sum(model_family(r["model"]) == "albef" for r in runs)
+    assert n_albef == 4
+    assert sum(n.startswith("07_train_clip") for n in executed) == len(runs) - n_albef
+    assert sum(n.startswith("10_train_albef") for n in executed) == n_albef
+    clips = [m for m in get_profile("test-image")["models"] if model_family(m) == "clip"]
+    assert sum(n.startswith("08_evaluate_clip") for n in executed) == len(clips) == 2
 
 
 def test_no_errors_warnings_or_install_output(executed):
@@ -72,3 +80,9 @@ def test_figures_and_answers_are_there(executed):
     assert "— tiny-clip" in nb09 and "— tiny-clip-latin" in nb09 and "zero-shot" in nb09
     nb07 = next(n for n in executed if n.startswith("07_train_clip") and "1-to-K-images" in n)
     assert "K = 2 captions per image" in _outputs_text(executed[nb07])
+    nb10 = _outputs_text(executed[next(n for n in executed if n.startswith("10_train_albef") and "hybrid" in n)])
+    assert "family: albef, feature queue: off" in nb10 and "tiny-albef-itc" in nb10 and "zero-shot" in nb10
+    assert (figures / "train_parts_tiny-albef_hybrid_seed0.png").read_bytes()[:4] == b"\x89PNG"
+    nb11 = _outputs_text(executed["11_compare_families.ipynb"])
+    assert "agree on the best strategy" in nb11 or "they differ on" in nb11
+    assert ("tiny-clip vs tiny-albef" in nb11 or "tiny-albef vs tiny-clip" in nb11) and "TR@1" in nb11

@@ -92,3 +92,23 @@ def test_a_successful_notebook_leaves_only_itself(tmp_path, capfd):
     assert nb["cells"][-1]["outputs"][0]["text"] == ["2\n"]
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_stages_and_groups_let_independent_notebooks_run_side_by_side(tmp_path):
+    jobs = rep.plan("test", tmp_path)
+    stages = [j.stage for j in jobs]
+    assert stages == sorted(stages)  # the plan lists stages in order
+    by_group: dict[str, list[str]] = {}
+    for j in jobs:
+        by_group.setdefault(j.group or j.label, []).append(j.kind)
+    runs = [g for g, kinds in by_group.items() if "02_train" in kinds]
+    assert len(runs) == 6 and all(by_group[g] == ["02_train", "03_evaluate"] for g in runs)  # train, then evaluate
+    assert by_group["report"] == ["04_compare", "05_report"]
+    assert {j.stage for j in jobs if j.kind == "02_train"} == {1} and jobs[0].kind == "01_batches"
+    image = rep.plan("test-image", tmp_path)
+    runs = [j for j in image if j.kind in ("07_train_clip", "10_train_albef")]
+    assert len({j.group for j in runs}) == len(runs) and {j.stage for j in runs} == {1}
+    assert rep.default_jobs("demo") == rep.default_jobs("demo-image") == 2
+    assert rep.default_jobs("clip-colab") == rep.default_jobs("paper") == 1  # one GPU: one kernel at a time
+    with pytest.raises(HbkitError, match="jobs must be >= 1"):
+        rep.replicate("test", str(tmp_path), jobs=0)

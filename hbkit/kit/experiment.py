@@ -12,8 +12,10 @@ Layout under ``<output_dir>/<profile>/``::
 run, "1-to-K-images" for a 1-to-K run whose batches hold as many images as the others' (K times
 the captions), and "zero-shot" for the evaluation of a model before fine-tuning.
 
-Profiles with ``"family": "clip"`` train image–text models; their data, models and leak guard are
-in :mod:`hbkit.kit.image_text`.
+Profiles with ``"family": "clip"`` train image–text models, CLIP and ALBEF (each model's family is
+:func:`hbkit.kit.image_text.model_family`); their data, models and leak guard are in
+:mod:`hbkit.kit.image_text`. An ALBEF run is evaluated twice: ITC only (model ``<name>-itc``) and
+with its top-k re-scored by the ITM head (model ``<name>``).
 """
 from __future__ import annotations
 
@@ -98,7 +100,8 @@ class RunSpec:
     def __post_init__(self) -> None:
         check_types(self, "the notebook parameters")
         prof = get_profile(self.profile)
-        models = set(prof["models"]) | ({prof["alpha_sweep"]["model"]} if prof.get("alpha_sweep") else set())
+        models = set(prof["models"]) | ({prof["alpha_sweep"]["model"]} if prof.get("alpha_sweep") else set()) \
+            | set(prof.get("extra_zero_shot", ()))
         if self.model not in models:
             raise UnknownModelError(f"Unknown model {self.model!r} for profile {self.profile!r}. "
                                     f"Choose one of: {', '.join(sorted(models))}.")
@@ -184,13 +187,17 @@ def resolve_run(spec: RunSpec) -> RunConfig:
     train = TrainConfig(**{**t, "strategy": strategy, "alpha": alpha, "seed": spec.seed,
                            "max_steps": spec.max_steps, "batch_size": spec.batch_size, "lr": spec.lr})
     if prof.get("family") == "clip":
-        from hbkit.kit.image_text import TINY_CLIPS, tiny_clip_recipe
+        from hbkit.kit.image_text import (TINY_ALBEFS, TINY_CLIPS, model_family, tiny_albef_recipe,
+                                          tiny_clip_recipe)
 
-        encoder = dict(prof.get("clip", {}))
+        family = model_family(spec.model)
+        encoder = {**prof.get(family, {}), **prof.get("model_settings", {}).get(spec.model, {})}
         assets = ({"image_world": prof["image_world"]} if "image_world" in prof else {})
         if spec.model in TINY_CLIPS:
             assets["tiny_clip"] = tiny_clip_recipe(spec.profile, spec.model)
-        evaluation = {"family": "clip", **prof.get("evaluation", {})}
+        elif spec.model in TINY_ALBEFS:
+            assets["tiny_albef"] = tiny_albef_recipe(spec.profile, spec.model)
+        evaluation = {"family": family, **prof.get("evaluation", {})}
     else:
         assets = {k: prof[k] for k in ("world", "tiny_model") if k in prof and spec.model in TINY_MODELS}
         evaluation = {"use_context": bool(prof.get("evaluation", {}).get("use_context", False))}
@@ -279,11 +286,11 @@ def train(spec: RunSpec | RunConfig, show_progress: bool | None = None) -> dict:
         return read_state(run.run_dir)
     hdist.init_from_env()
     train_sets, validation = training_data(run.profile, run.profile_dir)
-    if run.evaluation.get("family") == "clip":
-        from hbkit.kit.image_text import build_clip, check_leaks
+    if run.evaluation.get("family") in IMAGE_TEXT_FAMILIES:
+        from hbkit.kit.image_text import build_model, check_leaks
 
         check_leaks(train_sets, [(src, _benchmark(run, src)) for src in run.data["benchmarks"]])  # fail early
-        model = build_clip(run.profile, run.profile_dir, run.model, run.encoder)
+        model = build_model(run.profile, run.profile_dir, run.model, run.encoder)
     else:
         model = BiEncoder(EncoderConfig(model=model_source(run.profile, str(run.profile_dir.parent), run.model),
                                         **run.encoder))
@@ -307,7 +314,7 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
     from hbkit.engine.checkpoint import is_finished
 
     run = spec.resolve() if isinstance(spec, RunSpec) else spec
-    if run.evaluation.get("family") == "clip":
+    if run.evaluation.get("family") in IMAGE_TEXT_FAMILIES:
         return _evaluate_image_text(run, run.run_dir, show_progress, force)
     out = run.run_dir / "results.csv"
     settings = {"use_context": run.evaluation["use_context"], "run_id": run.run_id,
@@ -353,7 +360,19 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
 #: Image–text evaluation options a profile's ``evaluation`` may set, and a benchmark source override
 #: (see hbkit.image_text_eval); ``caption_query_sample``: caption→caption on a seeded sample of that
 #: many caption queries (all when None).
-IMAGE_TEXT_OPTIONS = ("cross_lingual", "caption_setting", "k", "caption_query_sample")
+IMAGE_TEXT_OPTIONS = ("cross_lingual", "caption_setting", "k", "caption_query_sample", "rescore_k")
+#: Families whose runs are evaluated by :func:`hbkit.image_text_eval.evaluate_image_text`.
+IMAGE_TEXT_FAMILIES = ("clip", "albef")
+#: Suffix of the model name of an ALBEF run's ITC-only rows (the first stage, without ITM re-scoring).
+ITC_ONLY = "-itc"
+
+
+def _scorings(run: "RunConfig") -> list[tuple[str, dict]]:
+    """(model name of the rows, evaluator arguments) of each scoring of a run: CLIP one, ALBEF two
+    (ITC only, then ITC + ITM re-scoring through the model's hook)."""
+    if run.evaluation.get("family") == "albef":
+        return [(run.model + ITC_ONLY, {"rescore": None}), (run.model, {})]
+    return [(run.model, {})]
 
 
 def _image_text_options(run: "RunConfig", src: dict, bench) -> dict:
@@ -381,7 +400,10 @@ def _evaluate_image_text(run: "RunConfig", out_dir: Path, show_progress: bool | 
     from hbkit.models import load_model
 
     options = {k: v for k, v in run.evaluation.items() if k in IMAGE_TEXT_OPTIONS}
-    settings = {"family": "clip", "run_id": run.run_id, "benchmarks": run.data["benchmarks"], "options": options}
+    family = run.evaluation.get("family", "clip")
+    settings = {"family": family, "run_id": run.run_id, "benchmarks": run.data["benchmarks"], "options": options}
+    if family == "albef":
+        settings["scorings"] = [name for name, _ in _scorings(run)]
     out = out_dir / "results.csv"
     recorded = out_dir / "evaluation.json"
     if recorded.exists() and json.loads(recorded.read_text()).get("settings") != json.loads(json.dumps(settings)):
@@ -390,14 +412,15 @@ def _evaluate_image_text(run: "RunConfig", out_dir: Path, show_progress: bool | 
         return read_results(out)
     if zero_shot is None:
         if not is_finished(out_dir):
+            notebook = "10_train_albef" if family == "albef" else "07_train_clip"
             raise DataError(f"Run {out_dir} has not finished training. Run the training notebook "
-                            "(07_train_clip) for it first, or `make replicate`, which resumes it.")
+                            f"({notebook}) for it first, or `make replicate`, which resumes it.")
         model = load_model(out_dir / "model")
         model.image_root = image_root(run.profile, run.profile_dir)
     else:
         model = zero_shot()
     train_sets, _ = training_data(run.profile, run.profile_dir)
-    meta = {"model": run.model, "strategy": ZERO_SHOT if zero_shot is not None else run.label, "seed": run.seed}
+    strategy = ZERO_SHOT if zero_shot is not None else run.label
     frames, leaks = [], []
     out_dir.mkdir(parents=True, exist_ok=True)
     for src in run.data["benchmarks"]:
@@ -409,8 +432,10 @@ def _evaluate_image_text(run: "RunConfig", out_dir: Path, show_progress: bool | 
         if part.exists() and not force:
             frames.append(read_results(part))
             continue
-        df = evaluate_image_text(model, bench, meta=meta, show_progress=show_progress,
-                                 **_image_text_options(run, src, bench))
+        opts = _image_text_options(run, src, bench)
+        df = pd.concat([evaluate_image_text(model, bench, meta={"model": name, "strategy": strategy, "seed": run.seed},
+                                            show_progress=show_progress, **{**opts, **extra})
+                        for name, extra in _scorings(run)], ignore_index=True)
         df["allow_overlap"] = any(r["allowed"] for r in record)
         write_csv(df, part)
         frames.append(df)
@@ -436,13 +461,13 @@ def zero_shot_config(profile: str, model: str, output_dir: str = "runs") -> "Run
 def evaluate_zero_shot(profile: str, model: str, output_dir: str = "runs", show_progress: bool | None = None,
                        force: bool = False) -> pd.DataFrame:
     """Evaluate ``model`` before fine-tuning (the zero-shot row, strategy ``"zero-shot"``); cached."""
-    from hbkit.kit.image_text import build_clip
+    from hbkit.kit.image_text import build_model
 
     run = zero_shot_config(profile, model, output_dir)
-    if run.evaluation.get("family") != "clip":
+    if run.evaluation.get("family") not in IMAGE_TEXT_FAMILIES:
         raise ConfigError(f"Profile {profile!r} trains text encoders; the zero-shot row is for image–text profiles.")
     return _evaluate_image_text(run, run.run_dir, show_progress, force,
-                                zero_shot=lambda: build_clip(run.profile, run.profile_dir, run.model, run.encoder))
+                                zero_shot=lambda: build_model(run.profile, run.profile_dir, run.model, run.encoder))
 
 
 def read_results(path: str | Path) -> pd.DataFrame:

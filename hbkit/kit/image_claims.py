@@ -345,3 +345,50 @@ def image_text_findings(df: pd.DataFrame, model: str | None = None, benchmark: s
     """Plain sentences answering "does hybrid batching carry over to image–text?", per model
     (only ``model`` when given) and benchmark, generated from the values (see the module doc)."""
     return _book(df, model, benchmark).sentences
+
+
+def strategy_agreement(df: pd.DataFrame, a: str, b: str, benchmark: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Where two models (e.g. a CLIP and an ALBEF) agree on which batch strategy is best.
+
+    Per benchmark and measure of :data:`SETTING_MEASURES` and :data:`COMPARE_MEASURES`: each model's
+    fine-tuning strategies ranked best first (by mean over seeds), whether the best is the same,
+    and whether hybrid lies between X-X and X-Y for each. Returns the table and one sentence per
+    benchmark, written from the values."""
+    check_results(df)
+    missing = [m for m in (a, b) if m not in set(df["model"])]
+    if missing:
+        raise DataError(f"No rows of model(s) {missing}; the results hold {ordered(df['model'], ())}.")
+    keys = list(dict.fromkeys(SETTING_MEASURES + COMPARE_MEASURES))
+    stats = measure_stats(df[df["model"].isin([a, b])], keys, benchmark)
+    st = _Stats(stats)
+    rows, sentences = [], []
+    for bench in ordered(stats["benchmark"], ()):
+        agree, differ = [], []
+        for key in keys:
+            m = MEASURES[key]
+            va, vb = ({s: v for s, v in st.means(x, bench, key, STRATEGY_ORDER).items() if s in TRAINED}
+                      for x in (a, b))
+            if not va or not vb:
+                continue
+            ra, rb = _best_first(va, m.better), _best_first(vb, m.better)
+
+            def between(v: dict) -> bool | None:
+                if not {"X-X", "X-Y", "hybrid"} <= set(v):
+                    return None
+                lo, hi = sorted((v["X-X"], v["X-Y"]))
+                return bool(lo <= v["hybrid"] <= hi)
+            row = {"benchmark": bench, "measure": key, "better": m.better, f"{a} order": " > ".join(ra),
+                   f"{b} order": " > ".join(rb), "same best": ra[0] == rb[0],
+                   f"hybrid between X-X and X-Y ({a})": between(va), f"hybrid between X-X and X-Y ({b})": between(vb)}
+            rows.append(row)
+            (agree if ra[0] == rb[0] else differ).append(
+                f"{m.label}: {ra[0]}" if ra[0] == rb[0] else f"{m.label}: {ra[0]} for {a}, {rb[0]} for {b}")
+        if agree or differ:
+            parts = []
+            if agree:
+                parts.append(f"{a} and {b} agree on the best strategy for {len(agree)} of {len(agree) + len(differ)} "
+                             f"measures ({'; '.join(agree)})")
+            if differ:
+                parts.append(f"they differ on {len(differ)} ({'; '.join(differ)})")
+            sentences.append(f"On {bench}: " + ", and ".join(parts) + ".")
+    return pd.DataFrame(rows), sentences

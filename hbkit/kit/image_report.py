@@ -339,3 +339,12 @@ def zero_shot_vs_published(df: pd.DataFrame, model: str = DEFAULT_OPENCLIP_MODEL
                          + (" XM3600 with all captions is not CLIP_benchmark's protocol (first caption only): "
                             "see same_protocol." if not out["same_protocol"].all() else ""))
     return out
+
+
+def albef_published() -> pd.DataFrame:
+    """ALBEF's published Flickr30K and COCO retrieval numbers (percent), as shipped in
+    ``hbkit/kit/reference/albef_published_retrieval.csv``: model, pretraining (4M / 14M), setting
+    (fine-tuned / zero-shot), dataset, metric (TR@k: image→text, IR@k: text→image), value, source."""
+    from importlib.resources import files
+
+    return pd.read_csv(files("hbkit.kit").joinpath("reference/albef_published_retrieval.csv"))

@@ -1,4 +1,4 @@
-"""Kit glue for the image–text half: the toy image world, tiny CLIPs, CLIP models, the leak guard.
+"""Kit glue for the image–text half: the toy image world, tiny CLIPs and ALBEFs, the models, the leak guard.
 
 :mod:`hbkit.kit.experiment` calls this for profiles whose ``family`` is ``"clip"``:
 
@@ -10,6 +10,10 @@
   on the world's captions; any other name is an open_clip model (``xlm-roberta-base-ViT-B-32``,
   ``hf-hub:...``, a folder), created through open_clip's factory with the profile's ``clip``
   settings (tower locking, logit scale) and ``pretrained`` tag.
+- **families**: an image–text profile may hold CLIP and ALBEF models (:func:`model_family`:
+  :data:`TINY_ALBEFS` and ALBEF checkpoint names such as ``albef-14m`` are ALBEF, the rest CLIP);
+  each takes the profile's settings of its family (``clip`` / ``albef``). A tiny ALBEF is built by
+  :func:`hbkit.models.tiny_albef.make_tiny_albef` on the same caption mixture a tiny CLIP would see.
 - **text mixture** of a tiny CLIP: ``"balanced"`` trains its tokenizer and masked-LM warm-up on
   every language's captions alike; ``"latin"`` keeps every Latin-script caption but only as many
   captions of the other scripts as make them ``1 - latin_share`` of the mixture (``tiny-clip-latin``:
@@ -38,13 +42,24 @@ TINY_CLIPS: dict[str, dict[str, Any]] = {
     "tiny-clip": {"text_mixture": "balanced"},
     "tiny-clip-latin": {"text_mixture": "latin", "latin_share": 0.99},
 }
+#: Tiny ALBEF name -> its text mixture (as for tiny CLIPs).
+TINY_ALBEFS: dict[str, dict[str, Any]] = {
+    "tiny-albef": {"text_mixture": "balanced"},
+}
+#: Image–text model families a profile can hold.
+FAMILIES = ("clip", "albef")
 #: The world's folder of PNG files under ``<profile>/assets/``.
 IMAGE_DIR = "image-world"
 
 
 def is_image_text(profile: str) -> bool:
-    """Whether ``profile`` trains an image–text family (CLIP)."""
+    """Whether ``profile`` trains image–text models (CLIP, ALBEF)."""
     return get_profile(profile).get("family", "bi-encoder") == "clip"
+
+
+def model_family(model: str) -> str:
+    """``"albef"`` for tiny ALBEFs and ALBEF checkpoints (names starting with ``albef``), else ``"clip"``."""
+    return "albef" if model in TINY_ALBEFS or model.lower().startswith("albef") else "clip"
 
 
 @functools.lru_cache(maxsize=4)
@@ -156,6 +171,56 @@ def build_clip(profile: str, profile_dir: str | Path, model: str, settings: dict
                                 **settings))
 
 
+def tiny_albef_recipe(profile: str, model: str) -> dict[str, Any]:
+    """What builds tiny ALBEF ``model`` for ``profile`` (sizes and text mixture); part of a run's identity."""
+    if model not in TINY_ALBEFS:
+        raise UnknownModelError(f"Unknown tiny ALBEF {model!r}; choose one of {', '.join(TINY_ALBEFS)}.")
+    prof = get_profile(profile)
+    if "tiny_albef" not in prof:
+        raise ConfigError(f"Profile {profile!r} sets no tiny_albef sizes; add a 'tiny_albef' entry or choose "
+                          "another model.")
+    return {**prof["tiny_albef"], **TINY_ALBEFS[model], "image_res": prof["image_world"].get("image_size", 32)}
+
+
+def prepare_tiny_albef(profile: str, profile_dir: str | Path, model: str) -> Path:
+    """Build (or reuse) tiny ALBEF ``model`` under ``profile_dir/assets/<model>``; returns its folder."""
+    from hbkit.models.tiny_albef import make_tiny_albef
+
+    recipe = tiny_albef_recipe(profile, model)
+    world = image_world(profile, profile_dir)
+    sizes = {k: v for k, v in recipe.items() if k not in ("text_mixture", "latin_share")}
+    return make_tiny_albef(Path(profile_dir) / "assets" / model, mixture_texts(world, recipe),
+                           seed=get_profile(profile)["image_world"].get("seed", 0), **sizes)
+
+
+def build_albef(profile: str, profile_dir: str | Path, model: str, settings: dict[str, Any]):
+    """The ALBEFModel of ``model`` (a tiny ALBEF, ``$HBKIT_MODELS/<name>``, an ALBEF checkpoint name or
+    file) with the profile's ``albef`` settings, before any fine-tuning."""
+    from hbkit.datasets.sources import model_or_local
+    from hbkit.models.albef import ALBEFConfig, ALBEFModel
+
+    settings = dict(settings)
+    checkpoint = settings.pop("checkpoint", None)
+    if model in TINY_ALBEFS:
+        source = str(prepare_tiny_albef(profile, profile_dir, model))
+    else:  # a profile's model_settings may name the checkpoint ("albef-4m") of a model ("albef-4m-english")
+        source = model_or_local(checkpoint or model)
+        if checkpoint is not None and Path(model_or_local(model)).is_dir():
+            source = model_or_local(model)
+    text_init = settings.pop("text_init", None)
+    if text_init is not None:
+        text_init = model_or_local(text_init)
+    return ALBEFModel(ALBEFConfig(checkpoint=source, text_init=text_init, image_root=image_root(profile, profile_dir),
+                                  **settings))
+
+
+def build_model(profile: str, profile_dir: str | Path, model: str, settings: dict[str, Any]):
+    """The image–text model ``model`` of its family (:func:`model_family`), before any fine-tuning."""
+    if model_family(model) == "albef":
+        return build_albef(profile, profile_dir, model, settings)
+    return build_clip(profile, profile_dir, model, settings)
+
+
 def check_leaks(train_sets: Sequence[Any], benchmarks: Sequence[tuple[dict, Any]]) -> list[dict]:
     """The leak guard over every (benchmark source, benchmark) against all training sets.
 
@@ -173,18 +238,26 @@ def check_leaks(train_sets: Sequence[Any], benchmarks: Sequence[tuple[dict, Any]
 
 def text_mixture_summary(profile: str, profile_dir: str | Path, models: Sequence[str] | None = None):
     """Mean tokens per caption by model and language on the world's test captions: the stated
-    inequality of the tiny CLIPs' text towers (a DataFrame: model, language, script, tokens)."""
+    inequality of the tiny models' text towers (a DataFrame: model, language, script, tokens).
+    A tiny ALBEF's captions are counted after ALBEF's caption cleaning, as it reads them."""
     import pandas as pd
     from transformers import AutoTokenizer
+
+    from hbkit.models.albef_text import clean_caption
 
     prof = get_profile(profile)
     world = image_world(profile, profile_dir)
     rows = []
-    for model in models or prof["models"]:
-        folder = prepare_tiny_clip(profile, profile_dir, model)
-        tok = AutoTokenizer.from_pretrained(str(folder / "text"))
+    tiny = [m for m in prof["models"] if m in TINY_CLIPS or m in TINY_ALBEFS]
+    for model in models or tiny:
+        albef = model in TINY_ALBEFS
+        folder = prepare_tiny_albef(profile, profile_dir, model) if albef else prepare_tiny_clip(profile, profile_dir,
+                                                                                                    model)
+        tok = AutoTokenizer.from_pretrained(str(folder if albef else folder / "text"))
         for lang in world.languages:
             caps = [c for per_image in world.test_set.captions[lang] for c in per_image]
+            if albef:
+                caps = [clean_caption(c, 10**6) or c for c in caps]
             n = [len(tok.backend_tokenizer.encode(c, add_special_tokens=False).ids) for c in caps]
             rows.append({"model": model, "language": lang, "script": script_of(lang),
                          "tokens_per_caption": float(np.mean(n)), "words_per_caption": float(

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from hbkit.engine.atomic import atomic_path
-from hbkit.errors import ConfigError
+from hbkit.errors import ConfigError, DataError
 
 STRATEGY_ORDER = ["X-X", "X-Y", "hybrid"]
 SETTING_ORDER = ["monolingual", "cross-lingual", "multilingual"]
@@ -187,6 +187,21 @@ def training_curves(logs: dict[str, pd.DataFrame], title: str = "", out: str | P
     return _save(fig, out)
 
 
+def loss_parts(log: pd.DataFrame, parts: Sequence[str], title: str = "", out: str | Path | None = None):
+    """Each logged loss part (e.g. ALBEF's ``itc`` and ``itm``) against step, one panel per part."""
+    present = [p for p in parts if p in log and log[p].notna().any()]
+    if not present:
+        raise DataError(f"The training log has none of the loss parts {list(parts)}; it holds {list(log.columns)}.")
+    fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.2), squeeze=False)
+    for ax, part in zip(axes[0], present):
+        t = log.dropna(subset=[part])
+        ax.plot(t.step, t[part], marker=".", lw=0.8)
+        ax.set_title(f"{part} loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel(part)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, out)
 
 
 def batch_language_heatmaps(counts: Mapping[str, pd.DataFrame], title: str = "", out: str | Path | None = None):

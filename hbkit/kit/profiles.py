@@ -15,6 +15,12 @@ Image–text (CLIP, ``"family": "clip"``):
 - ``clip-colab``: open_clip's multilingual ``xlm-roberta-base-ViT-B-32``, image tower locked, a
   Multi30K subset; Multi30K test 2016 and XTD10 — one T4, about 2 hours.
 - ``clip-full``: all of Multi30K train, 3 seeds, the four image–text test sets, an α sweep — GPUs.
+
+Image–text (ALBEF; models of the ALBEF family in the same kind of profile):
+
+- ``albef-colab``: ALBEF 4M, multilingual variant at 256 px, a Multi30K subset; one T4, about 3 hours.
+- ``albef-full``: all of Multi30K, 3 seeds, the four test sets, the feature-queue ablation — GPUs.
+- ``demo-image`` and ``test-image`` also hold a tiny ALBEF beside the tiny CLIPs.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ PROFILES: dict[str, dict] = {
     "demo": {
         "description": "Embedded toy world, tiny XLM-R-shaped model pre-trained with masked LM, CPU.",
         "models": ["tiny-xlmr"],
+        "parallel_notebooks": 2,
         "strategies": ["X-X", "X-Y", "hybrid"],
         "seeds": [0, 1],
         "data": DEMO_DATA,
@@ -43,6 +50,7 @@ PROFILES: dict[str, dict] = {
     "test": {
         "description": "Minimal sizes of the demo pipeline, for notebook tests.",
         "models": ["tiny-xlmr"],
+        "parallel_notebooks": 2,
         "strategies": ["X-X", "X-Y", "hybrid"],
         "seeds": [0, 1],
         "data": DEMO_DATA,
@@ -114,7 +122,8 @@ PROFILES["demo-image"] = {
     "description": ("Embedded toy image world, two tiny CLIPs (text tower pre-trained on a balanced and on a "
                     "Latin-skewed caption mixture), X-X / X-Y / hybrid / 1-to-K, CPU."),
     "family": "clip",
-    "models": ["tiny-clip", "tiny-clip-latin"],
+    "models": ["tiny-clip", "tiny-clip-latin", "tiny-albef"],
+    "parallel_notebooks": 2,
     "strategies": IMAGE_STRATEGIES,
     "seeds": [0, 1],
     # 1-to-K also at K x the batch, i.e. as many images per step as the other strategies
@@ -127,6 +136,11 @@ PROFILES["demo-image"] = {
     "tiny_clip": {"vocab_size": 300, "context_length": 48, "embed_dim": 64, "vision_width": 64, "vision_layers": 2,
                   "text_hidden_size": 64, "text_layers": 2, "text_intermediate_size": 128, "mlm_steps": 200},
     "clip": {"logit_scale": "model"},
+    # the tiny ALBEF: the balanced caption mixture (as tiny-clip), 2 text layers + 1 fusion layer
+    "tiny_albef": {"vocab_size": 300, "max_length": 48, "embed_dim": 64, "vision_width": 64, "vision_depth": 2,
+                   "vision_heads": 2, "patch_size": 8, "hidden_size": 64, "text_layers": 2, "fusion_layers": 1,
+                   "num_heads": 2, "intermediate_size": 128, "mlm_steps": 200},
+    "albef": {"rescore_k": 16},
     "train": {"alpha": 0.5, "one_to_k": 2, "batch_size": 32, "max_steps": 300, "lr": 1e-3, "weight_decay": 0.1,
               "val_every": 0, "patience": 0, "checkpoint_every": 100, "warmup_ratio": 0.1},
 }
@@ -138,6 +152,10 @@ PROFILES["test-image"].update(
     image_world={"seed": 0, "n_train_images": 40, "n_test_images": 12, "image_size": 32, "captions_per_language": 2},
     tiny_clip={"vocab_size": 300, "context_length": 48, "embed_dim": 32, "vision_width": 32, "vision_layers": 1, "text_hidden_size": 32,
                "text_layers": 1, "text_intermediate_size": 64, "mlm_steps": 10},
+    tiny_albef={"vocab_size": 300, "max_length": 48, "embed_dim": 32, "vision_width": 32, "vision_depth": 1,
+                "vision_heads": 2, "patch_size": 8, "hidden_size": 32, "text_layers": 1, "fusion_layers": 1,
+                "num_heads": 2, "intermediate_size": 64, "mlm_steps": 10},
+    albef={"rescore_k": 4},
 )
 PROFILES["test-image"]["seeds"] = [0]
 PROFILES["test-image"]["train"].update(batch_size=8, max_steps=6, checkpoint_every=3)
@@ -188,6 +206,61 @@ PROFILES["clip-full"] = {
     "evaluation": {"cross_lingual": True, "caption_setting": True},
     "clip": {"pretrained": "laion5b_s13b_b90k", "lock_image": True, "logit_scale": "model"},
     "train": {"alpha": 0.5, "one_to_k": 4, "batch_size": 256, "max_steps": 3000, "lr": 1e-5, "weight_decay": 0.1,
+              "val_every": 0, "patience": 0, "checkpoint_every": 250, "warmup_ratio": 0.05, "precision": "auto",
+              "loader_workers": 4},
+}
+
+
+# ------------------------------------------------------------------ image–text (ALBEF) profiles
+#: ALBEF's 4M pre-training saw COCO (Karpathy train + restval), Visual Genome, CC3M and SBU, not Flickr30K:
+#: Multi30K and Crossmodal-3600 are zero-shot for it; XTD10 (800 of 1000 images are COCO train2014) and
+#: xFlickr&CO's COCO half are not, whatever the fine-tuning data.
+ALBEF_MULTILINGUAL = {"checkpoint": "albef-4m", "variant": "multilingual", "text_init": "bert-base-multilingual-cased"}
+
+PROFILES["albef-colab"] = {
+    "description": ("ALBEF 4M, multilingual variant (embeddings and text layers 0-5 from bert-base-multilingual-cased), "
+                    "at 256 px (the pre-training resolution, to fit a T4), the English variant as a zero-shot "
+                    "baseline; 10k Multi30K training images in 4 languages; Multi30K test 2016; one T4, about 3 hours."),
+    "family": "clip",
+    "models": ["albef-4m-multilingual"],
+    "extra_zero_shot": ["albef-4m-english"],
+    "strategies": IMAGE_STRATEGIES,
+    "seeds": [0],
+    "data": {
+        "train": [{"kind": "multi30k", "split": "train", "languages": MULTI30K_LANGUAGES, "max_images": 10_000}],
+        "benchmarks": [{"kind": "multi30k", "split": "test_2016_flickr", "languages": MULTI30K_LANGUAGES}],
+    },
+    "evaluation": {"cross_lingual": True, "caption_setting": True},
+    "albef": {"net": {"image_res": 256}, "rescore_k": 128},
+    "model_settings": {"albef-4m-multilingual": ALBEF_MULTILINGUAL,
+                       "albef-4m-english": {"checkpoint": "albef-4m", "variant": "english"}},
+    "train": {"alpha": 0.5, "one_to_k": 4, "batch_size": 32, "max_steps": 1500, "lr": 1e-5, "weight_decay": 0.02,
+              "val_every": 0, "patience": 0, "checkpoint_every": 100, "warmup_ratio": 0.05, "precision": "auto",
+              "loader_workers": 2},
+}
+
+PROFILES["albef-full"] = {
+    "description": ("ALBEF 4M, multilingual variant, 384 px, all of Multi30K train (4 languages), 3 seeds, Multi30K "
+                    "test 2016 + XTD10 + xFlickr&CO + XM3600 (XTD10's and xFlickr&CO's COCO images were in ALBEF's "
+                    "pre-training: not zero-shot for it), the feature-queue ablation; GPUs."),
+    "family": "clip",
+    "models": ["albef-4m-multilingual", "albef-4m-multilingual-queue"],
+    "extra_zero_shot": ["albef-4m-english"],
+    "strategies": IMAGE_STRATEGIES,
+    "seeds": [0, 1, 2],
+    "data": {
+        "train": [{"kind": "multi30k", "split": "train", "languages": MULTI30K_LANGUAGES}],
+        "benchmarks": [{"kind": "multi30k", "split": "test_2016_flickr", "languages": MULTI30K_LANGUAGES},
+                       {"kind": "xtd10", "languages": XTD10_LANGUAGES, "rescore_k": 256},
+                       {"kind": "xflickrco"},
+                       {"kind": "xm3600", "cross_lingual": False, "caption_query_sample": 20_000}],
+    },
+    "evaluation": {"cross_lingual": True, "caption_setting": True},
+    "albef": {"rescore_k": 128},
+    "model_settings": {"albef-4m-multilingual": ALBEF_MULTILINGUAL,
+                       "albef-4m-multilingual-queue": {**ALBEF_MULTILINGUAL, "queue": True},
+                       "albef-4m-english": {"checkpoint": "albef-4m", "variant": "english"}},
+    "train": {"alpha": 0.5, "one_to_k": 4, "batch_size": 64, "max_steps": 3000, "lr": 1e-5, "weight_decay": 0.02,
               "val_every": 0, "patience": 0, "checkpoint_every": 250, "warmup_ratio": 0.05, "precision": "auto",
               "loader_workers": 4},
 }
