@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hbkit-installed
-# the text toy and the image–text toy; `make replicate PROFILE=demo` runs the text part alone
+# the text toy and the image–text toy; `make replicate PROFILE=demo` runs the text part alone;
+# JOBS=n: notebooks run side by side (default: 2 for the CPU toys, 1 for GPU profiles)
 PROFILE ?= demo demo-image
 OUTPUT_DIR ?= runs
 
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 replicate: $(STAMP)
-	$(PY) -m hbkit.kit.replicate --profile $(PROFILE) --output-dir $(OUTPUT_DIR)
+	$(PY) -m hbkit.kit.replicate --profile $(PROFILE) --output-dir $(OUTPUT_DIR) $(if $(JOBS),--jobs $(JOBS))
 
 test: unit-test notebook-test
 

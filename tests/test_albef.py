@@ -285,3 +285,52 @@ def test_shipped_albef_published_table_is_the_reference():
     if not ref.exists():
         pytest.skip(f"{ref} not found: the shared reference folder is not next to the repo")
     assert hashlib.sha256(shipped.read_bytes()).digest() == hashlib.sha256(ref.read_bytes()).digest()
+
+
+# ----------------------------------------------------------------------------- two processes
+
+
+def _albef_worker(rank, world_size, init_file, folder, batch_file, out_file):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        halves = torch.load(batch_file)["halves"]
+        model = ALBEFModel.load(folder, **NODROP_QUEUE).train()
+        model.configure_training(_cfg())
+        torch.manual_seed(0)
+        out = model(halves[rank])
+        itc = out["itc"].detach().clone()
+        dist.all_reduce(itc)
+        if rank == 0:
+            torch.save({"itc": itc / world_size, "image_queue": model.net.image_queue.clone(),
+                        "idx_queue": model.net.idx_queue.clone(), "ptr": int(model.net.queue_ptr)}, out_file)
+    finally:
+        dist.destroy_process_group()
+
+
+NODROP_QUEUE = dict(queue=True, queue_size=16, keep_queue=False,
+                    net={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+
+
+def test_two_processes_gather_itc_features_and_the_queue_like_one(tiny, world, tmp_path):
+    """Under torchrun each process scores its own pairs against every process's momentum features and
+    enqueues all of them: two gloo processes with 4 pairs each equal one process with the 8."""
+    import torch.multiprocessing as mp
+
+    model = ALBEFModel.load(tiny, image_root=str(world["root"]), **NODROP_QUEUE)
+    pairs = _pairs(world, range(8))
+    collate = model.collator()
+    torch.save({"halves": [collate(pairs[:4]), collate(pairs[4:])]}, tmp_path / "batch.pt")
+    mp.spawn(_albef_worker, args=(2, str(tmp_path / "init"), str(tiny), str(tmp_path / "batch.pt"),
+                                  str(tmp_path / "out.pt")), nprocs=2, join=True)
+    got = torch.load(tmp_path / "out.pt")
+    model.train()
+    model.configure_training(_cfg())
+    torch.manual_seed(0)
+    one = model(collate(pairs))
+    assert got["itc"].item() == pytest.approx(one["itc"].item(), abs=1e-5)
+    assert got["ptr"] == int(model.net.queue_ptr) == 8
+    assert torch.equal(got["idx_queue"], model.net.idx_queue)
+    assert torch.allclose(got["image_queue"], model.net.image_queue, atol=1e-6)

@@ -190,6 +190,7 @@ def test_an_albef_run_trains_and_is_evaluated_with_itc_and_with_itm(tmp_path):
     assert bias and all(itc[k] == pytest.approx(itm[k]) for k in bias)  # bias measures: first-stage scores
     recorded = json.loads((spec.run_dir / "evaluation.json").read_text())["settings"]
     assert recorded["family"] == "albef" and recorded["scorings"] == ["tiny-albef-itc", "tiny-albef"]
+    assert recorded["itm"] == {"rescore_k": 4, "itm_score": "itm"}
     zs = ex.evaluate_zero_shot(PROFILE, "tiny-albef", str(tmp_path), show_progress=False)
     assert set(zs.strategy) == {"zero-shot"} and set(zs.model) == set(df.model)
 

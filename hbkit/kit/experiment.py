@@ -402,8 +402,9 @@ def _evaluate_image_text(run: "RunConfig", out_dir: Path, show_progress: bool | 
     options = {k: v for k, v in run.evaluation.items() if k in IMAGE_TEXT_OPTIONS}
     family = run.evaluation.get("family", "clip")
     settings = {"family": family, "run_id": run.run_id, "benchmarks": run.data["benchmarks"], "options": options}
-    if family == "albef":
+    if family == "albef":  # the ITM re-scoring: which scorings, how many candidates, which score
         settings["scorings"] = [name for name, _ in _scorings(run)]
+        settings["itm"] = {"rescore_k": run.encoder.get("rescore_k", 128), "itm_score": run.encoder.get("itm_score", "itm")}
     out = out_dir / "results.csv"
     recorded = out_dir / "evaluation.json"
     if recorded.exists() and json.loads(recorded.read_text()).get("settings") != json.loads(json.dumps(settings)):
