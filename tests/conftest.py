@@ -31,6 +31,18 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny matrices gain nothing from intra-op threads, and on a
+    shared CPU they only slow down (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_progress(monkeypatch):
     """Progress bars are off under test."""

@@ -32,13 +32,9 @@ COLOURS = {"red": ((220, 30, 30), "rot"), "green": ((30, 200, 40), "grün"), "bl
 SHAPES = {"circle": "kreis", "square": "quadrat", "triangle": "dreieck"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _draw(path: Path, rgb, shape: str) -> None:
     im = Image.new("RGB", (40, 40), (128, 128, 128))

@@ -18,17 +18,11 @@ from hbkit.models.albef_net import ALBEFNet, ALBEFNetConfig
 
 SHARED = Path(os.environ.get("HBKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 REF = SHARED / "reference" / "albef-tiny"
-pytestmark = pytest.mark.skipif(not (REF / "state_dict.safetensors").exists(),
-                                reason=f"the ALBEF reference fixture is not at {REF} (../shared/reference/albef-tiny)")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.skipif(not (REF / "state_dict.safetensors").exists(),
+                                reason=f"the ALBEF reference fixture is not at {REF} (../shared/reference/albef-tiny)")]
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,8 @@ COLOURS = {"red": ((220, 30, 30), "rot"), "green": ((30, 200, 40), "grün"), "bl
 SHAPES = {"circle": "kreis", "square": "quadrat", "triangle": "dreieck"}
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 def _draw(path: Path, rgb: tuple[int, int, int], shape: str) -> None:
     im = Image.new("RGB", (40, 40), (128, 128, 128))
     d = ImageDraw.Draw(im)
@@ -48,13 +50,6 @@ def _draw(path: Path, rgb: tuple[int, int, int], shape: str) -> None:
     im.save(path)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices gain nothing from intra-op threads; on a shared CPU they only slow down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _shapes_dataset(root: Path, draw: bool = False) -> ParallelDataset:

@@ -123,6 +123,14 @@ def mixture_texts(world, recipe: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(latin + picked))
 
 
+def _build_tiny(make, recipe: dict[str, Any], profile: str, profile_dir: str | Path, model: str) -> Path:
+    """``make(folder, captions, seed=..., **sizes)`` on the recipe's caption mixture, under ``assets/<model>``."""
+    world = image_world(profile, profile_dir)
+    sizes = {k: v for k, v in recipe.items() if k not in ("text_mixture", "latin_share")}
+    return make(Path(profile_dir) / "assets" / model, mixture_texts(world, recipe),
+                seed=get_profile(profile)["image_world"].get("seed", 0), **sizes)
+
+
 def tiny_clip_recipe(profile: str, model: str) -> dict[str, Any]:
     """What builds tiny CLIP ``model`` for ``profile`` (its sizes and text mixture); part of a run's identity."""
     if model not in TINY_CLIPS:
@@ -135,11 +143,7 @@ def prepare_tiny_clip(profile: str, profile_dir: str | Path, model: str) -> Path
     """Build (or reuse) tiny CLIP ``model`` under ``profile_dir/assets/<model>``; returns its folder."""
     from hbkit.models.tiny_clip import make_tiny_clip
 
-    recipe = tiny_clip_recipe(profile, model)
-    world = image_world(profile, profile_dir)
-    sizes = {k: v for k, v in recipe.items() if k not in ("text_mixture", "latin_share")}
-    return make_tiny_clip(Path(profile_dir) / "assets" / model, mixture_texts(world, recipe),
-                          seed=get_profile(profile)["image_world"].get("seed", 0), **sizes)
+    return _build_tiny(make_tiny_clip, tiny_clip_recipe(profile, model), profile, profile_dir, model)
 
 
 def clip_source(profile: str, profile_dir: str | Path, model: str) -> str:
@@ -186,11 +190,7 @@ def prepare_tiny_albef(profile: str, profile_dir: str | Path, model: str) -> Pat
     """Build (or reuse) tiny ALBEF ``model`` under ``profile_dir/assets/<model>``; returns its folder."""
     from hbkit.models.tiny_albef import make_tiny_albef
 
-    recipe = tiny_albef_recipe(profile, model)
-    world = image_world(profile, profile_dir)
-    sizes = {k: v for k, v in recipe.items() if k not in ("text_mixture", "latin_share")}
-    return make_tiny_albef(Path(profile_dir) / "assets" / model, mixture_texts(world, recipe),
-                           seed=get_profile(profile)["image_world"].get("seed", 0), **sizes)
+    return _build_tiny(make_tiny_albef, tiny_albef_recipe(profile, model), profile, profile_dir, model)
 
 
 def build_albef(profile: str, profile_dir: str | Path, model: str, settings: dict[str, Any]):

@@ -8,10 +8,9 @@ up to 92 KB per caption), in chunks of ``rescore_batch`` pairs.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -27,16 +26,6 @@ class ALBEFRetrieval:
     """Evaluation methods of ALBEF; needs ``net``, ``tokenizer``, ``settings``, ``image_root``, ``dim``, ``device``."""
 
     # -- evaluation --------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _eval(self) -> Iterator[None]:
-        was = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.train(was)
-
     def _texts(self, texts: Sequence[str]) -> None:
         for i, t in enumerate(texts):
             if not isinstance(t, str) or not t.strip():

@@ -26,9 +26,10 @@ head looks at image and text together) leaves it ``False`` and the trainer refus
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -67,6 +68,17 @@ class RetrievalModel(nn.Module):
     def log_values(self) -> dict[str, float]:
         """Scalars to add to the training log (e.g. the temperature)."""
         return {}
+
+    @contextlib.contextmanager
+    def _eval(self) -> Iterator[None]:
+        """Evaluation mode without gradients for the block, then the previous mode again."""
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was)
 
     # -- gradient caching ---------------------------------------------------------
     def embedding_inputs(self, batch: Collated) -> list[tuple[str, int] | None]:

@@ -46,7 +46,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -280,16 +280,6 @@ class CLIPModel(RetrievalModel):
         return {"logit_scale": scale, "temperature": 1.0 / scale}
 
     # -- evaluation ------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _eval(self) -> Iterator[None]:
-        was = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.train(was)
-
     @staticmethod
     def _check_batch_size(batch_size: int) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
