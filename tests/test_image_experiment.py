@@ -170,6 +170,14 @@ def test_an_albef_run_trains_and_is_evaluated_with_itc_and_with_itm(tmp_path):
     spec = _spec(tmp_path, model="tiny-albef", strategy="hybrid")
     run = spec.resolve()
     assert run.evaluation["family"] == "albef" and "tiny_albef" in run.assets and run.encoder["rescore_k"] == 4
+    assert run.assets["tiny_albef"]["itc_warmup"]["languages"] == ["en"]  # aligned in English before fine-tuning
+    aligned = image_text.prepare_tiny_albef(PROFILE, spec.profile_dir, "tiny-albef")
+    base = image_text.prepare_tiny_albef(PROFILE, spec.profile_dir, "tiny-albef", aligned=False)
+    assert aligned.parent.name.startswith("tiny-albef-warmup-") and base.name == "tiny-albef"
+    warm = json.loads((aligned.parent / "config.json").read_text())
+    assert warm["train"]["languages"] == ["en"] and warm["train"]["max_steps"] == 6
+    assert warm["identity"]["model"]["itm_weight"] == 0.0 and warm["identity"]["model"]["distill"] is False
+    assert json.loads((aligned / "albef_net.json").read_text())["momentum"] == 0.995  # ALBEF's again
     clip_run = _spec(tmp_path, strategy="hybrid").resolve()
     assert clip_run.evaluation == {"family": "clip", **PROFILES[PROFILE]["evaluation"]}  # CLIP runs unchanged
     state = ex.train(spec, show_progress=False)

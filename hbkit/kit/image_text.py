@@ -186,11 +186,54 @@ def tiny_albef_recipe(profile: str, model: str) -> dict[str, Any]:
     return {**prof["tiny_albef"], **TINY_ALBEFS[model], "image_res": prof["image_world"].get("image_size", 32)}
 
 
-def prepare_tiny_albef(profile: str, profile_dir: str | Path, model: str) -> Path:
-    """Build (or reuse) tiny ALBEF ``model`` under ``profile_dir/assets/<model>``; returns its folder."""
+def prepare_tiny_albef(profile: str, profile_dir: str | Path, model: str, aligned: bool = True) -> Path:
+    """Build (or reuse) tiny ALBEF ``model`` under ``profile_dir/assets/<model>``; returns its folder.
+
+    With an ``itc_warmup`` entry in the profile's ``tiny_albef`` settings, the built model is then
+    pre-trained ("aligned before it fuses") with ITC alone on the training images' captions in the
+    warm-up ``languages`` (English: ALBEF's own pre-training is English), ``steps`` steps of batch
+    ``batch_size`` at ``lr`` with momentum ``momentum``, through the trainer (resumable); the
+    exported model (``assets/<model>-warmup-<id>/model``, momentum set back to ALBEF's) is the
+    starting point every strategy fine-tunes from (``aligned=False``: the built model before it, e.g.
+    for its tokenizer). From scratch, ALBEF's recipe does not learn in
+    the toy's budget: the momentum model stays near its random start and the ITM term holds ITC
+    back (README)."""
     from hbkit.models.tiny_albef import make_tiny_albef
 
-    return _build_tiny(make_tiny_albef, tiny_albef_recipe(profile, model), profile, profile_dir, model)
+    recipe = tiny_albef_recipe(profile, model)
+    warm = recipe.pop("itc_warmup", None)
+    base = _build_tiny(make_tiny_albef, recipe, profile, profile_dir, model)
+    if not warm or not aligned:
+        return base
+    import hashlib
+    import json
+
+    from hbkit.engine.checkpoint import is_finished
+    from hbkit.models.albef import ALBEFModel
+    from hbkit.trainer import TrainConfig, Trainer
+
+    warm = {"steps": 600, "languages": ["en"], "momentum": 0.5, "lr": 1e-3, "batch_size": 32, **warm}
+    tag = hashlib.sha256(json.dumps({"recipe": recipe, "warmup": warm}, sort_keys=True).encode()).hexdigest()[:8]
+    run_dir = Path(profile_dir) / "assets" / f"{model}-warmup-{tag}"
+    final = run_dir / "aligned"
+    if (final / "hbkit_model.json").exists():
+        return final
+    world = image_world(profile, profile_dir)
+    if not is_finished(run_dir):
+        albef = ALBEFModel.load(base, image_root=str(world.image_root), itm_weight=0.0, distill=False,
+                                net={"momentum": float(warm["momentum"])})
+        cfg = TrainConfig(strategy="X-X", batch_size=int(warm["batch_size"]), max_steps=int(warm["steps"]),
+                          lr=float(warm["lr"]), weight_decay=0.1, warmup_ratio=0.1, val_every=0,
+                          checkpoint_every=max(1, int(warm["steps"]) // 3), log_every=50, seed=0,
+                          languages=list(warm["languages"]), show_progress=False)
+        Trainer(albef, world.train, cfg, run_dir).fit()
+    momentum = json.loads((base / "albef_net.json").read_text())["momentum"]
+    aligned = ALBEFModel.load(run_dir / "model", net={"momentum": momentum}, itm_weight=1.0, distill=True)
+    from hbkit.engine.atomic import atomic_dir
+
+    with atomic_dir(final) as tmp:
+        aligned.save(tmp)
+    return final
 
 
 def build_albef(profile: str, profile_dir: str | Path, model: str, settings: dict[str, Any]):
@@ -251,8 +294,8 @@ def text_mixture_summary(profile: str, profile_dir: str | Path, models: Sequence
     tiny = [m for m in prof["models"] if m in TINY_CLIPS or m in TINY_ALBEFS]
     for model in models or tiny:
         albef = model in TINY_ALBEFS
-        folder = prepare_tiny_albef(profile, profile_dir, model) if albef else prepare_tiny_clip(profile, profile_dir,
-                                                                                                    model)
+        folder = (prepare_tiny_albef(profile, profile_dir, model, aligned=False) if albef
+                  else prepare_tiny_clip(profile, profile_dir, model))
         tok = AutoTokenizer.from_pretrained(str(folder if albef else folder / "text"))
         for lang in world.languages:
             caps = [c for per_image in world.test_set.captions[lang] for c in per_image]

@@ -139,7 +139,9 @@ PROFILES["demo-image"] = {
     # the tiny ALBEF: the balanced caption mixture (as tiny-clip), 2 text layers + 1 fusion layer
     "tiny_albef": {"vocab_size": 300, "max_length": 48, "embed_dim": 64, "vision_width": 64, "vision_depth": 2,
                    "vision_heads": 2, "patch_size": 8, "hidden_size": 64, "text_layers": 2, "fusion_layers": 1,
-                   "num_heads": 2, "intermediate_size": 128, "mlm_steps": 200},
+                   "num_heads": 2, "intermediate_size": 128, "mlm_steps": 200,
+                   # aligned before fine-tuning, as real ALBEF checkpoints are: ITC only, English captions
+                   "itc_warmup": {"steps": 600, "languages": ["en"], "momentum": 0.5, "lr": 1e-3, "batch_size": 32}},
     "albef": {"rescore_k": 16},
     "train": {"alpha": 0.5, "one_to_k": 2, "batch_size": 32, "max_steps": 300, "lr": 1e-3, "weight_decay": 0.1,
               "val_every": 0, "patience": 0, "checkpoint_every": 100, "warmup_ratio": 0.1},
@@ -154,7 +156,8 @@ PROFILES["test-image"].update(
                "text_layers": 1, "text_intermediate_size": 64, "mlm_steps": 10},
     tiny_albef={"vocab_size": 300, "max_length": 48, "embed_dim": 32, "vision_width": 32, "vision_depth": 1,
                 "vision_heads": 2, "patch_size": 8, "hidden_size": 32, "text_layers": 1, "fusion_layers": 1,
-                "num_heads": 2, "intermediate_size": 64, "mlm_steps": 10},
+                "num_heads": 2, "intermediate_size": 64, "mlm_steps": 10,
+                "itc_warmup": {"steps": 6, "languages": ["en"], "momentum": 0.5, "lr": 1e-3, "batch_size": 8}},
     albef={"rescore_k": 4},
 )
 PROFILES["test-image"]["seeds"] = [0]
