@@ -27,6 +27,9 @@ xtd10         benchmark: :func:`~hbkit.datasets.xtd10.load_xtd10` ``(path, langu
 xflickrco     benchmark: :func:`~hbkit.datasets.xflickrco.load_xflickrco` (as xtd10)
 xm3600        benchmark: :func:`~hbkit.datasets.xm3600.load_xm3600` (as xtd10, and
               ``first_caption_only=``)
+flickr30k     benchmark: :func:`~hbkit.datasets.karpathy.load_karpathy` ``("flickr30k", path, split=,
+              images=, max_images=, verify_images=)``: Flickr30K 1K test (Karpathy split, English)
+coco          benchmark: the same for COCO 5K test (Karpathy split, English)
 ============  ===============================================================================
 
 For the image–caption kinds ``path`` (captions) defaults to ``$HBKIT_DATA/<kind>`` or a
@@ -136,12 +139,23 @@ def _xm3600(src: Mapping[str, Any], **_context: Any):
                        **_image_args(src))
 
 
+def _karpathy(dataset: str) -> Loader:
+    def load(src: Mapping[str, Any], **_context: Any):
+        from hbkit.datasets.karpathy import load_karpathy
+
+        return load_karpathy(dataset, _path(src.get("path")), split=src.get("split", "test"), **_image_args(src))
+
+    load.__qualname__ = load.__name__ = f"_{dataset}"
+    return load
+
+
 #: Training and validation data kinds -> loader(src, **context) returning a ParallelDataset.
 TRAINING: dict[str, Loader] = {"mmarco": _mmarco, "file": _file, "squadshifts": _squadshifts,
                                "multi30k": _multi30k_training}
 #: Benchmark kinds -> loader(src, **context) returning a RetrievalBenchmark.
 BENCHMARKS: dict[str, Loader] = {"xquad-r": _xquad_r, "mlqa-r": _mlqa_r, "multi30k": _multi30k_benchmark,
-                                 "xtd10": _xtd10, "xflickrco": _xflickrco, "xm3600": _xm3600}
+                                 "xtd10": _xtd10, "xflickrco": _xflickrco, "xm3600": _xm3600,
+                                 "flickr30k": _karpathy("flickr30k"), "coco": _karpathy("coco")}
 
 
 def _same_definition(a: Loader, b: Loader) -> bool:

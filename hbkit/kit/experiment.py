@@ -10,7 +10,8 @@ Layout under ``<output_dir>/<profile>/``::
 
 ``label`` is the strategy ("X-X", "X-Y", "hybrid", "1-to-K"), "hybrid-alpha0.25" for an α-sweep
 run, "1-to-K-images" for a 1-to-K run whose batches hold as many images as the others' (K times
-the captions), and "zero-shot" for the evaluation of a model before fine-tuning.
+the captions), "zero-shot" for the evaluation of a model before fine-tuning, and "english-reference"
+for a released checkpoint on the English Flickr30K/COCO test sets (:mod:`hbkit.kit.english_reference`).
 
 Profiles with ``"family": "clip"`` train image–text models, CLIP and ALBEF (each model's family is
 :func:`hbkit.kit.image_text.model_family`); their data, models and leak guard are in
@@ -70,6 +71,9 @@ def run_label(strategy: str, alpha: float, default_alpha: float = 0.5) -> str:
 
 
 ZERO_SHOT = "zero-shot"
+#: Label of a released checkpoint's English reference evaluation (:mod:`hbkit.kit.english_reference`);
+#: its results stay out of :func:`collect_results`.
+REFERENCE = "english-reference"
 
 
 def one_to_k_label(batch_size: int, profile_batch: int, k: int) -> str:
@@ -101,7 +105,7 @@ class RunSpec:
         check_types(self, "the notebook parameters")
         prof = get_profile(self.profile)
         models = set(prof["models"]) | ({prof["alpha_sweep"]["model"]} if prof.get("alpha_sweep") else set()) \
-            | set(prof.get("extra_zero_shot", ()))
+            | set(prof.get("extra_zero_shot", ())) | set(prof.get("english_reference", {}).get("models", ()))
         if self.model not in models:
             raise UnknownModelError(f"Unknown model {self.model!r} for profile {self.profile!r}. "
                                     f"Choose one of: {', '.join(sorted(models))}.")
@@ -174,7 +178,8 @@ class RunConfig:
                 "data": self.data, "evaluation": self.evaluation, "assets": self.assets}
 
 
-def _hash(obj: dict) -> str:
+def config_hash(obj: dict) -> str:
+    """A short (8 hex digits) SHA-256 of ``obj`` as sorted JSON: the id of a run's settings."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -204,7 +209,7 @@ def resolve_run(spec: RunSpec) -> RunConfig:
     cfg = RunConfig(profile=spec.profile, model=spec.model, label=spec.label, seed=spec.seed, train=train,
                     encoder=encoder, data=prof["data"], evaluation=evaluation, assets=assets,
                     profile_dir=spec.profile_dir, run_id="")
-    return dataclasses.replace(cfg, run_id=_hash(cfg.identity()))
+    return dataclasses.replace(cfg, run_id=config_hash(cfg.identity()))
 
 
 # ------------------------------------------------------------------ data
@@ -315,7 +320,7 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
 
     run = spec.resolve() if isinstance(spec, RunSpec) else spec
     if run.evaluation.get("family") in IMAGE_TEXT_FAMILIES:
-        return _evaluate_image_text(run, run.run_dir, show_progress, force)
+        return evaluate_image_text_run(run, run.run_dir, show_progress, force)
     out = run.run_dir / "results.csv"
     settings = {"use_context": run.evaluation["use_context"], "run_id": run.run_id,
                 "benchmarks": run.data["benchmarks"]}
@@ -389,10 +394,12 @@ def _image_text_options(run: "RunConfig", src: dict, bench) -> dict:
     return opts
 
 
-def _evaluate_image_text(run: "RunConfig", out_dir: Path, show_progress: bool | None, force: bool,
-                         zero_shot=None) -> pd.DataFrame:
-    """Evaluate a CLIP (the run's fine-tuned one, or ``zero_shot()``'s model for the zero-shot row) on
-    the profile's image–text benchmarks in all settings; per-benchmark tables are cached as for text runs."""
+def evaluate_image_text_run(run: "RunConfig", out_dir: Path, show_progress: bool | None, force: bool,
+                            zero_shot=None, leak_guard: bool = True) -> pd.DataFrame:
+    """Evaluate an image–text model (the run's fine-tuned one, or ``zero_shot()``'s model as created) on
+    the profile's image–text benchmarks in all settings; per-benchmark tables are cached as for text runs.
+    ``leak_guard=False`` (a released checkpoint's English reference evaluation, which the profile's
+    training data never touched) records that the guard does not apply instead of running it."""
     from hbkit.engine.atomic import write_json
     from hbkit.engine.checkpoint import is_finished
     from hbkit.image_text_eval import evaluate_image_text
@@ -420,15 +427,16 @@ def _evaluate_image_text(run: "RunConfig", out_dir: Path, show_progress: bool | 
         model.image_root = image_root(run.profile, run.profile_dir)
     else:
         model = zero_shot()
-    train_sets, _ = training_data(run.profile, run.profile_dir)
-    strategy = ZERO_SHOT if zero_shot is not None else run.label
+    train_sets = training_data(run.profile, run.profile_dir)[0] if leak_guard else []
+    strategy = run.label  # "zero-shot" / "english-reference" for a model evaluated as created
     frames, leaks = [], []
     out_dir.mkdir(parents=True, exist_ok=True)
     for src in run.data["benchmarks"]:
         bench = _benchmark(run, src)
         # a zero-shot model saw none of the training set, but its row must describe the same benchmarks
         record = check_leaks(train_sets, [(src, bench)])
-        leaks += record
+        leaks += record or [{"evaluation": bench.name, "checked": False,
+                             "why": "a released checkpoint, not trained on this profile's data"}]
         part = out_dir / f"results_{bench.name}.csv"
         if part.exists() and not force:
             frames.append(read_results(part))
@@ -437,7 +445,7 @@ def _evaluate_image_text(run: "RunConfig", out_dir: Path, show_progress: bool | 
         df = pd.concat([evaluate_image_text(model, bench, meta={"model": name, "strategy": strategy, "seed": run.seed},
                                             show_progress=show_progress, **{**opts, **extra})
                         for name, extra in _scorings(run)], ignore_index=True)
-        df["allow_overlap"] = any(r["allowed"] for r in record)
+        df["allow_overlap"] = any(r.get("allowed", False) for r in record)
         write_csv(df, part)
         frames.append(df)
     write_json(recorded, {"settings": settings, "leak_guard": leaks})
@@ -456,7 +464,7 @@ def zero_shot_config(profile: str, model: str, output_dir: str = "runs") -> "Run
                    lr=prof["train"]["lr"])
     run = dataclasses.replace(spec.resolve(), label=ZERO_SHOT)
     ident = {"model": run.model, "assets": run.assets, "encoder": run.encoder, "benchmarks": run.data["benchmarks"]}
-    return dataclasses.replace(run, run_id=_hash(ident))
+    return dataclasses.replace(run, run_id=config_hash(ident))
 
 
 def evaluate_zero_shot(profile: str, model: str, output_dir: str = "runs", show_progress: bool | None = None,
@@ -467,8 +475,8 @@ def evaluate_zero_shot(profile: str, model: str, output_dir: str = "runs", show_
     run = zero_shot_config(profile, model, output_dir)
     if run.evaluation.get("family") not in IMAGE_TEXT_FAMILIES:
         raise ConfigError(f"Profile {profile!r} trains text encoders; the zero-shot row is for image–text profiles.")
-    return _evaluate_image_text(run, run.run_dir, show_progress, force,
-                                zero_shot=lambda: build_model(run.profile, run.profile_dir, run.model, run.encoder))
+    return evaluate_image_text_run(run, run.run_dir, show_progress, force,
+                                   zero_shot=lambda: build_model(run.profile, run.profile_dir, run.model, run.encoder))
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
@@ -479,7 +487,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
 def collect_results(output_dir: str, profile: str) -> pd.DataFrame:
     """Concatenate every evaluated run of a profile; writes ``<profile>/results.csv``."""
     root = resolve_output_dir(output_dir) / profile
-    files = sorted((root / "runs").glob("*/*/seed*/results.csv"))
+    files = sorted(f for f in (root / "runs").glob("*/*/seed*/results.csv") if f.parent.parent.name != REFERENCE)
     if not files:
         raise DataError(f"No evaluated runs under {root / 'runs'}. Run the training and evaluation notebooks "
                         f"(or `make replicate PROFILE={profile}`) first.")

@@ -348,3 +348,82 @@ def albef_published() -> pd.DataFrame:
     from importlib.resources import files
 
     return pd.read_csv(files("hbkit.kit").joinpath("reference/albef_published_retrieval.csv"))
+
+
+#: Released ALBEF checkpoints (hbkit.models.albef.CHECKPOINTS) -> (pre-training data, fine-tuned on).
+ALBEF_RELEASES: dict[str, tuple[str, str | None]] = {"albef-4m": ("4M", None), "albef-14m": ("14M", None),
+                                                     "albef-coco": ("14M", "COCO"),
+                                                     "albef-flickr30k": ("14M", "Flickr30K")}
+#: Benchmark names of the Karpathy test sets (hbkit.datasets.karpathy) -> the published table's dataset.
+ALBEF_DATASETS = {"flickr30k-1k": "Flickr30K 1K test", "coco-5k": "COCO 5K test"}
+ALBEF_COMPARISON_COLUMNS = ["model", "scoring", "checkpoint", "pretraining", "setting", "dataset", "metric", "ours",
+                            "published", "diff", "source"]
+
+
+def _albef_setting(fine_tuned_on: str | None, dataset: str) -> str | None:
+    """The published setting an evaluation of a checkpoint fine-tuned on ``fine_tuned_on`` matches."""
+    if fine_tuned_on is not None and dataset.startswith(fine_tuned_on):
+        return "fine-tuned"
+    if fine_tuned_on == "COCO" and dataset.startswith("Flickr30K"):
+        return "zero-shot (COCO fine-tuned model)"
+    return None
+
+
+def albef_vs_published(df: pd.DataFrame, checkpoints: dict[str, str]) -> pd.DataFrame:
+    """A released checkpoint's English retrieval beside ALBEF's published numbers (percent).
+
+    ``df``: results of :func:`hbkit.kit.english_reference.evaluate_reference` (any rows on the
+    ``flickr30k-1k`` / ``coco-5k`` benchmarks, monolingual setting); ``checkpoints``: model ->
+    released checkpoint name (:data:`ALBEF_RELEASES`). TR@k is our image→text hit@k (an image
+    query is answered when any of its 5 captions is in the top k, ALBEF's text-retrieval recall),
+    IR@k text→image hit@k, both times 100. ``scoring`` is "ITC+ITM" for the re-scored rows and
+    "ITC" for the ``-itc`` rows (ALBEF publishes only the re-scored ones: the ITC rows' published
+    value is that same number, for reading the gain of re-scoring). ``diff`` = ours − published.
+    A checkpoint whose evaluation has no published counterpart (the pre-trained-only ones) gets
+    NaN in ``published``. ``attrs["note"]`` says what was compared, or why nothing was.
+    """
+    from hbkit.kit.experiment import ITC_ONLY
+
+    check_results(df)
+    pub = albef_published()
+    d = df[df["benchmark"].isin(list(ALBEF_DATASETS)) & (df["setting"] == MONOLINGUAL)
+           & df["direction"].isin([TEXT_TO_IMAGE, IMAGE_TO_TEXT]) & df["metric"].isin(["hit@1", "hit@5", "hit@10"])]
+    empty = pd.DataFrame(columns=ALBEF_COMPARISON_COLUMNS)
+    if d.empty:
+        empty.attrs["note"] = ("No rows on flickr30k-1k / coco-5k (the whole Karpathy test sets): ALBEF publishes "
+                               "English retrieval on those only. Evaluate a released checkpoint there "
+                               "(hbkit.kit.english_reference) to compare.")
+        return empty
+    base = d["model"].str.removesuffix(ITC_ONLY)
+    unknown = sorted(set(base) - set(checkpoints))
+    if unknown:
+        raise ConfigError(f"No checkpoint named for model(s) {unknown}: pass checkpoints={{model: checkpoint}} "
+                          f"with one of {', '.join(ALBEF_RELEASES)} each "
+                          "(hbkit.kit.english_reference.reference_checkpoints gives a profile's).")
+    rows = []
+    for (model, bench, direction, metric), g in d.groupby(["model", "benchmark", "direction", "metric"], sort=False):
+        name = model.removesuffix(ITC_ONLY)
+        ckpt = checkpoints[name]
+        if ckpt not in ALBEF_RELEASES:
+            raise ConfigError(f"{ckpt!r} (of model {name!r}) is not a released ALBEF checkpoint: choose one of "
+                              f"{', '.join(ALBEF_RELEASES)}.")
+        pretraining, tuned = ALBEF_RELEASES[ckpt]
+        dataset = ALBEF_DATASETS[bench]
+        label = ("TR@" if direction == IMAGE_TO_TEXT else "IR@") + metric.split("@")[1]
+        setting = _albef_setting(tuned, dataset)
+        match = pub[(pub["pretraining"] == pretraining) & (pub["setting"] == setting) & (pub["dataset"] == dataset)
+                    & (pub["metric"] == label)]
+        rows.append({"model": name, "scoring": "ITC" if model.endswith(ITC_ONLY) else "ITC+ITM",
+                     "checkpoint": ckpt, "pretraining": pretraining, "setting": setting or "(none published)",
+                     "dataset": dataset, "metric": label, "ours": 100 * float(g["value"].mean()),
+                     "published": float(match["value"].iloc[0]) if len(match) else np.nan,
+                     "source": match["source"].iloc[0] if len(match) else ""})
+    out = pd.DataFrame(rows, columns=[c for c in ALBEF_COMPARISON_COLUMNS if c != "diff"])
+    out.insert(ALBEF_COMPARISON_COLUMNS.index("diff"), "diff", out["ours"] - out["published"])
+    order = {m: i for i, m in enumerate(["TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10"])}
+    out = out.sort_values(["model", "dataset", "scoring", "metric"], key=lambda s: s.map(order) if s.name == "metric"
+                          else s, kind="stable").reset_index(drop=True)
+    out.attrs["note"] = ("Released ALBEF checkpoints evaluated here on the English Karpathy test sets, ITC top-k "
+                         "re-scored by ITM (ITC+ITM rows; ITC rows are the first stage), beside ALBEF's published "
+                         "numbers (percent).")
+    return out

@@ -21,6 +21,10 @@ Image–text (ALBEF; models of the ALBEF family in the same kind of profile):
 - ``albef-colab``: ALBEF 4M, multilingual variant at 256 px, a Multi30K subset; one T4, about 3 hours.
 - ``albef-full``: all of Multi30K, 3 seeds, the four test sets, the feature-queue ablation — GPUs.
 - ``demo-image`` and ``test-image`` also hold a tiny ALBEF beside the tiny CLIPs.
+
+An ALBEF profile's ``english_reference`` block names released checkpoints to evaluate as released
+on the English Flickr30K 1K / COCO 5K test sets, beside ALBEF's published numbers
+(:mod:`hbkit.kit.english_reference`); a benchmark source there may name the ``models`` it is for.
 """
 from __future__ import annotations
 
@@ -219,6 +223,9 @@ PROFILES["clip-full"] = {
 #: Multi30K and Crossmodal-3600 are zero-shot for it; XTD10 (800 of 1000 images are COCO train2014) and
 #: xFlickr&CO's COCO half are not, whatever the fine-tuning data.
 ALBEF_MULTILINGUAL = {"checkpoint": "albef-4m", "variant": "multilingual", "text_init": "bert-base-multilingual-cased"}
+#: Released fine-tuned checkpoints, at their fine-tuning resolution, for the English reference evaluation.
+ALBEF_FLICKR30K = {"checkpoint": "albef-flickr30k", "variant": "english", "net": {"image_res": 384}}
+ALBEF_COCO = {"checkpoint": "albef-coco", "variant": "english", "net": {"image_res": 384}}
 
 PROFILES["albef-colab"] = {
     "description": ("ALBEF 4M, multilingual variant (embeddings and text layers 0-5 from bert-base-multilingual-cased), "
@@ -236,7 +243,10 @@ PROFILES["albef-colab"] = {
     "evaluation": {"cross_lingual": True, "caption_setting": True},
     "albef": {"net": {"image_res": 256}, "rescore_k": 128},
     "model_settings": {"albef-4m-multilingual": ALBEF_MULTILINGUAL,
-                       "albef-4m-english": {"checkpoint": "albef-4m", "variant": "english"}},
+                       "albef-4m-english": {"checkpoint": "albef-4m", "variant": "english"},
+                       "albef-flickr30k-english": ALBEF_FLICKR30K},
+    # the released Flickr30K checkpoint as ALBEF evaluated it, beside its published numbers
+    "english_reference": {"models": ["albef-flickr30k-english"], "benchmarks": [{"kind": "flickr30k"}]},
     "train": {"alpha": 0.5, "one_to_k": 4, "batch_size": 32, "max_steps": 1500, "lr": 1e-5, "weight_decay": 0.02,
               "val_every": 0, "patience": 0, "checkpoint_every": 100, "warmup_ratio": 0.05, "precision": "auto",
               "loader_workers": 2},
@@ -262,7 +272,12 @@ PROFILES["albef-full"] = {
     "albef": {"rescore_k": 128},
     "model_settings": {"albef-4m-multilingual": ALBEF_MULTILINGUAL,
                        "albef-4m-multilingual-queue": {**ALBEF_MULTILINGUAL, "queue": True},
-                       "albef-4m-english": {"checkpoint": "albef-4m", "variant": "english"}},
+                       "albef-4m-english": {"checkpoint": "albef-4m", "variant": "english"},
+                       "albef-flickr30k-english": ALBEF_FLICKR30K, "albef-coco-english": ALBEF_COCO},
+    # released checkpoints as ALBEF evaluated them (k = 128 on Flickr30K, 256 on COCO), beside the paper
+    "english_reference": {"models": ["albef-flickr30k-english", "albef-coco-english"],
+                          "benchmarks": [{"kind": "flickr30k"},
+                                         {"kind": "coco", "rescore_k": 256, "models": ["albef-coco-english"]}]},
     "train": {"alpha": 0.5, "one_to_k": 4, "batch_size": 64, "max_steps": 3000, "lr": 1e-5, "weight_decay": 0.02,
               "val_every": 0, "patience": 0, "checkpoint_every": 250, "warmup_ratio": 0.05, "precision": "auto",
               "loader_workers": 4},
