@@ -281,8 +281,9 @@ def _nonzero_std(std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     return std > 1e-6 * (mean * mean + std * std).sqrt()
 
 
-def _shares_sorted(s: torch.Tensor, codes: torch.Tensor, n_groups: int, k: int) -> torch.Tensor:
-    """:func:`top_k_language_share` from top-k values, scanning the row once for ties (−inf = excluded)."""
+def shares_sorted(s: torch.Tensor, codes: torch.Tensor, n_groups: int, k: int) -> torch.Tensor:
+    """:func:`top_k_language_share` of score rows ``s`` (n, n_c; −inf = excluded) with candidate language
+    codes ``codes`` (n_c,), from their top-k values, scanning each row once for ties: float64 (n, n_groups)."""
     vals, idx = torch.topk(s, min(k, s.shape[1]), dim=1)
     k_eff = (vals > float("-inf")).sum(1)
     t = vals.gather(1, (k_eff - 1).clamp(min=0)[:, None])
@@ -381,7 +382,7 @@ def _pass(block: Callable[[torch.Tensor, int, int], torch.Tensor], n_q: int, n_c
             for x in ks:
                 rec = (valid & (r <= x)).sum(1).double() / n_rel.clamp(min=1)
                 out[f"R@{x}"].append(rec.masked_fill(n_rel == 0, float("nan")).numpy())
-        shares.append(_shares_sorted(s, codes_s, L, int(k)).numpy())
+        shares.append(shares_sorted(s, codes_s, L, int(k)).numpy())
         z = _zscore_fast(s, ind, L, rows, cols)
         del s
         best_z = relevant_ranks(z, best_idx).astype(np.float64)
@@ -466,7 +467,9 @@ def caption_relevance(xids: Sequence[Sequence[str]], langs: Sequence[str | None]
     return out
 
 
-def _rows(keys: dict, query_lang: str, res: PooledBias, sel: np.ndarray, metrics: Sequence[str]) -> list[dict]:
+def bias_rows(keys: dict, query_lang: str, res: PooledBias, sel: np.ndarray, metrics: Sequence[str]) -> list[dict]:
+    """Tidy result rows (``keys`` + query_lang, metric, value, n_queries) of the queries ``sel`` of ``res``:
+    the mean of each of ``metrics`` and the top-k shares per language with their max − min."""
     rows = []
 
     def add(metric: str, v: np.ndarray) -> None:
@@ -525,7 +528,7 @@ def language_bias_table(bench: RetrievalBenchmark, query_emb, cand_emb, *, meta:
         res = pooled_bias_from_embeddings(q[torch.from_numpy(img)], caps, rel, langs, k=k, ks=(), ddof=ddof,
                                           with_ap=False, chunk_size=chunk_size)
         keys = row_keys(meta, bench.name, direction=IMAGE_TO_TEXT)
-        rows += _rows(keys, NO_LANGUAGE, res, np.arange(len(img)), ["MRV", "MRV_z", "rank_distance_z"])
+        rows += bias_rows(keys, NO_LANGUAGE, res, np.arange(len(img)), ["MRV", "MRV_z", "rank_distance_z"])
     if caption_setting:
         if caption_queries is None:
             qpos = np.arange(len(c_sel))
@@ -542,7 +545,7 @@ def language_bias_table(bench: RetrievalBenchmark, query_emb, cand_emb, *, meta:
         keys = {**row_keys(meta, bench.name, direction=TEXT_TO_TEXT), "direction": CAPTION_TO_CAPTION}
         arr = np.array([x if x is not None else "" for x in q_langs], dtype=object)
         for lang in sorted({x for x in q_langs if x}):
-            rows += _rows(keys, lang, res, np.flatnonzero(arr == lang),
+            rows += bias_rows(keys, lang, res, np.flatnonzero(arr == lang),
                           ["mAP", "R@10", "rank_distance", "rank_distance_z", "MRV", "MRV_z",
                            f"own_language_top{int(k)}_share"])
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -115,8 +115,8 @@ def _contiguous_bounds(col_group: torch.Tensor, n_groups: int) -> list[tuple[int
     return [(edges[g], edges[g + 1]) for g in range(n_groups)]
 
 
-def _count_ge(s: torch.Tensor, thr: torch.Tensor, col_group: torch.Tensor, n_groups: int,
-              chunk_size: int | None) -> torch.Tensor:
+def count_at_least(s: torch.Tensor, thr: torch.Tensor, col_group: torch.Tensor, n_groups: int,
+                   chunk_size: int | None) -> torch.Tensor:
     """counts[i, j, g] = #{c in group g : s[i, c] >= thr[i, j]}: int64 (n_q, m, G).
 
     ``col_group``: int64 (n_c,) group of each column, in [0, G).
@@ -203,7 +203,7 @@ class _Stats:
         ge = (rel.unsqueeze(1) >= rel.unsqueeze(2)) & self.valid.unsqueeze(1)  # [i, j, k]: s_k >= s_j
         self.above_all = ge.sum(-1)
         self.above_same = (ge & (self.rel_group.unsqueeze(1) == self.rel_group.unsqueeze(2))).sum(-1)
-        self.counts = _count_ge(s, rel, col_group, self.n_groups, chunk_size)
+        self.counts = count_at_least(s, rel, col_group, self.n_groups, chunk_size)
         self.ranks = self.counts.sum(-1).masked_fill(~self.valid, 0)
 
     def to_input_layout(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-import hbkit.image_text_eval as ite
+from hbkit import block_scan
 from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
 from hbkit.datasets.images import ImageCaptionSet
 from hbkit.errors import ConfigError, DataError
@@ -100,7 +100,7 @@ def test_equals_an_independent_clip_benchmark_style_reference():
 @pytest.mark.parametrize("fraction", [-1.0, 2.0])  # ranks by bucketing / from the extracted cells
 @pytest.mark.parametrize("noise", [1.2, 3.0])  # a useful model / relevant items all over the ranking
 def test_rows_equal_evaluate_embeddings_and_language_bias_table(monkeypatch, fraction, noise):
-    monkeypatch.setattr(ite, "SPARSE_FRACTION", fraction)
+    monkeypatch.setattr(block_scan, "SPARSE_FRACTION", fraction)
     bench, q, c = _case(seed=3, noise=noise)
     df = evaluate_image_text_embeddings(bench, q, c, show_progress=False)
     full = evaluate_embeddings(bench, q, c, show_progress=False, ks_mono=(1,), ks_multi=(10,), hit_ks=(1, 5, 10))

@@ -112,3 +112,18 @@ def test_stages_and_groups_let_independent_notebooks_run_side_by_side(tmp_path):
     assert rep.default_jobs("clip-colab") == rep.default_jobs("paper") == 1  # one GPU: one kernel at a time
     with pytest.raises(HbkitError, match="jobs must be >= 1"):
         rep.replicate("test", str(tmp_path), jobs=0)
+
+
+def test_a_failure_side_by_side_cancels_the_groups_not_started_and_names_the_notebook(tmp_path, monkeypatch, capfd):
+    nb_dir = tmp_path / "test" / "notebooks"
+    # group 0 fails at once; the others start a kernel each (and fail in it), so some are still queued
+    jobs = [rep.Job("missing.ipynb", nb_dir / "missing.ipynb", {}, "missing", stage=1, group="0")]
+    jobs += [rep.Job("01_batches.ipynb", nb_dir / f"01_batches_{i}.ipynb", {"profile": "no-such-profile"},
+                     f"01_batches {i}", stage=1, group=str(i)) for i in range(1, 7)]
+    monkeypatch.setattr(rep, "plan", lambda profile, out_root: jobs)
+    monkeypatch.setattr(rep, "prepare_assets", lambda profile, out_root: None)
+    with pytest.raises(HbkitError, match=r"Notebook .*missing\.ipynb is missing: run from a full checkout"):
+        rep.replicate("test", str(tmp_path), jobs=2)
+    out = capfd.readouterr().out
+    assert "7 notebooks to run, 2 at a time" in out and "missing  FAILED" in out
+    assert out.count("FAILED") < 7  # the groups not yet started were cancelled, not run

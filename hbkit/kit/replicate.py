@@ -370,6 +370,8 @@ def replicate(profile: str, output_dir: str, fresh: bool = False, jobs: int | No
                 while pending:
                     ready, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in ready:
+                        if f.cancelled():  # not started: an earlier group failed
+                            continue
                         results.append(f.result())
                         for job, elapsed, err in results[-1]:
                             finished, error = _report(job, elapsed, err, finished, len(planned), done, left, error)
