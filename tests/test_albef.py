@@ -271,6 +271,34 @@ def test_itm_rescoring_on_cached_states_equals_re_encoding_and_keeps_itc_beyond_
     assert torch.allclose(plus - scores, first[q_ids.view(-1, 1), c_ids], atol=1e-5)
 
 
+def test_the_rescore_hook_gathers_image_tokens_per_chunk(tiny, world, monkeypatch):
+    model = _model(tiny, world, rescore_k=4, rescore_batch=3)
+    ds = world["dataset"]
+    queries = [Query(f"q{g}", f"x{g}", "en", ds.item(g, "en").query) for g in range(5)]
+    cands = [Candidate(f"i{g}", None, "", xids=(f"x{g}",), image=ds.image(g)) for g in range(len(ds))]
+    bench = RetrievalBenchmark("shapes", queries, cands)
+    seen = []
+    fuse = model.net.fuse
+
+    def spy(h, m, img):
+        seen.append(img.shape[0])
+        return fuse(h, m, img)
+
+    monkeypatch.setattr(model.net, "fuse", spy)
+    c_ids = torch.tensor([[0, 3, 5, 7]] * 5)
+    scores = model.rescore(bench)(torch.arange(5), c_ids)
+    assert seen == [3] * 6 + [2]  # 20 pairs in chunks of rescore_batch: never all pairs' tokens at once
+    states, _, _ = model.text_states([q.text for q in queries])
+    tokens, _ = model.image_tokens([c.image for c in cands])
+    pairs = [states[i] for i in range(5) for _ in range(4)]
+    index = c_ids.flatten()
+    stacked = model.itm_scores(pairs, tokens[index])
+    assert torch.allclose(model.itm_scores(pairs, tokens, image_index=index), stacked, atol=1e-6)
+    assert torch.allclose(scores.flatten(), stacked, atol=1e-5)
+    with pytest.raises(ConfigError, match="image_index has 3 entries for 20 captions"):
+        model.itm_scores(pairs, tokens, image_index=index[:3])
+
+
 def test_shipped_albef_published_table_is_the_reference():
     shipped = REPO / "hbkit" / "kit" / "reference" / "albef_published_retrieval.csv"
     ref = REPO.parent / "shared" / "reference" / "albef_published_retrieval.csv"
