@@ -80,7 +80,7 @@ class InfoNCELoss(nn.Module):
 # ----------------------------------------------------------------------------- CLIP
 
 
-def _gather_ids(ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+def gather_ids(ids: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All processes' ids (n_r,) concatenated in rank order, and this process's offset (no gradient)."""
     import torch.distributed as dist
 
@@ -100,7 +100,7 @@ def _gather_ids(ids: torch.Tensor) -> tuple[torch.Tensor, int]:
 def _global(features: torch.Tensor, ids: torch.Tensor, gather: bool) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """(all features with gradients, all ids, this process's row offset, world size used)."""
     if gather and hdist.world_size() > 1:
-        all_ids, offset = _gather_ids(ids)
+        all_ids, offset = gather_ids(ids)
         return hdist.gather_varlen_with_grad(features), all_ids, offset, hdist.world_size()
     return features, ids, 0, 1
 

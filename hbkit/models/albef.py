@@ -45,7 +45,7 @@ import torch
 from hbkit.config import check_types
 from hbkit.engine import distributed as hdist
 from hbkit.errors import ConfigError, UnknownModelError
-from hbkit.losses import _gather_ids, albef_hard_negatives, albef_itc_loss, albef_itm_loss
+from hbkit.losses import gather_ids, albef_hard_negatives, albef_itc_loss, albef_itm_loss
 from hbkit.models.albef_checkpoint import LoadReport, load_into, read_state, to_original
 from hbkit.models.albef_net import ALBEFNet, ALBEFNetConfig
 from hbkit.models.albef_retrieval import ALBEFRetrieval
@@ -213,10 +213,10 @@ class ALBEFModel(ALBEFRetrieval, RetrievalModel):
     def _text_model(source: str):
         from transformers import AutoModel
 
-        from hbkit.models.tiny import _quiet_transformers
+        from hbkit.models.tiny import quiet_transformers
 
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 return AutoModel.from_pretrained(source, add_pooling_layer=False)
         except (OSError, ValueError, TypeError) as exc:
             raise UnknownModelError(f"Could not load the multilingual text encoder {source!r} "
@@ -281,7 +281,7 @@ class ALBEFModel(ALBEFRetrieval, RetrievalModel):
         if not gather or hdist.world_size() <= 1:
             return list(tensors), 0
         feats = [hdist.gather_varlen_with_grad(t.contiguous()) for t in tensors[:-1]]
-        ids, offset = _gather_ids(tensors[-1])
+        ids, offset = gather_ids(tensors[-1])
         return feats + [ids], offset
 
     def forward(self, batch: dict, gather: bool = True) -> dict[str, torch.Tensor]:

@@ -56,7 +56,7 @@ from hbkit.engine.progress import progress
 from hbkit.errors import ConfigError, DataError, UnknownModelError
 from hbkit.losses import clip_loss, text_text_loss
 from hbkit.models.base import RetrievalModel
-from hbkit.models.clip_factory import (CONFIG_FILE, DEFAULT_MODEL, PRESETS, _check_tokenizer, _create,  # noqa: F401
+from hbkit.models.clip_factory import (CONFIG_FILE, DEFAULT_MODEL, PRESETS, check_tokenizer, create_clip,  # noqa: F401
                                        register_folder,
                                        resolve_source)
 from hbkit.models.images import ImageCache, ImageCaptionCollator, ImageLike, image_batches
@@ -152,9 +152,9 @@ class CLIPModel(RetrievalModel):
         super().__init__()
         self.settings = config if config is not None else CLIPConfig()
         self.source = resolve_source(self.settings.model, self.settings.pretrained)
-        self.clip, self.preprocess_train, self.preprocess_val, self.tokenizer = _create(
+        self.clip, self.preprocess_train, self.preprocess_val, self.tokenizer = create_clip(
             self.source, self.settings, _seed)
-        _check_tokenizer(self.tokenizer, self.clip)
+        check_tokenizer(self.tokenizer, self.clip)
         self.image_root: str | None = self.settings.image_root
         self.origin = self._read_origin()
         self._lock()

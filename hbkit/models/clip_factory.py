@@ -199,7 +199,7 @@ def _creation_error(source: Source, exc: Exception) -> UnknownModelError:
         "written by CLIPModel.save.")
 
 
-def _create(source: Source, settings: CLIPConfig, seed: int | None = None):
+def create_clip(source: Source, settings: CLIPConfig, seed: int | None = None):
     """(open_clip model, train transform, eval transform, tokenizer) through open_clip's factory."""
     import open_clip
 
@@ -225,7 +225,7 @@ def _create(source: Source, settings: CLIPConfig, seed: int | None = None):
     return model, train_tf, eval_tf, tokenizer
 
 
-def _check_tokenizer(tokenizer: Any, model: torch.nn.Module) -> None:
+def check_tokenizer(tokenizer: Any, model: torch.nn.Module) -> None:
     """Refuse a tokenizer whose ids do not fit the text tower (vocabulary size, padding id)."""
     hf_tok = getattr(tokenizer, "tokenizer", None)
     config = getattr(getattr(model, "text", None), "config", None)

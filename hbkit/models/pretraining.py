@@ -19,8 +19,8 @@ import torch
 from hbkit.engine.atomic import atomic_dir, write_json
 from hbkit.engine.progress import progress
 from hbkit.errors import ConfigError, DataError, TrainingDivergedError, UnknownModelError
-from hbkit.models.tiny import (HEAD_FILE, SPEC_FILE, _EVAL_SEED_OFFSET, _check_texts, _quiet_transformers,
-                               _read_spec, _torch_threads)
+from hbkit.models.tiny import (HEAD_FILE, SPEC_FILE, EVAL_SEED_OFFSET, check_texts, quiet_transformers,
+                               read_spec, torch_threads)
 
 if TYPE_CHECKING:
     from hbkit.benchmark import RetrievalBenchmark
@@ -42,7 +42,7 @@ def _load_mlm(model_dir: Path, seed: int):
     if not (model_dir / "config.json").exists():
         raise UnknownModelError(f"No model in {str(model_dir)!r} (config.json missing). "
                                 "Build one first with build_tiny_model(...) or make_tiny_model(...).")
-    with _quiet_transformers(), torch.random.fork_rng(devices=[]):
+    with quiet_transformers(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tok = AutoTokenizer.from_pretrained(model_dir)
         mlm = AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(model_dir))
@@ -200,8 +200,8 @@ class _PairExamples:
 def _fixed_batch(examples: _TextExamples | _PairExamples, masker_args: tuple, size: int,
                  seed: int) -> dict[str, torch.Tensor]:
     """An evaluation batch spread evenly over the examples, with seeded choices and masking."""
-    gen = torch.Generator().manual_seed(seed + _EVAL_SEED_OFFSET)
-    return _Masker(*masker_args, seed + _EVAL_SEED_OFFSET)(examples.get(_evenly(len(examples), size), gen))
+    gen = torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET)
+    return _Masker(*masker_args, seed + EVAL_SEED_OFFSET)(examples.get(_evenly(len(examples), size), gen))
 
 
 def _check_mlm_args(steps: int, batch_size: int, lr: float, mask_prob: float, max_length: int) -> None:
@@ -233,9 +233,9 @@ def mlm_loss(model_dir: str | os.PathLike, texts: Sequence[str], *, batch_size: 
     """Masked-LM loss (nats per masked token) of the model in ``model_dir`` on a fixed, seeded
     batch of ``texts`` (the batch :func:`mlm_pretrain` reports ``loss_before`` / ``loss_after`` on)."""
     _check_mlm_args(0, batch_size, 1.0, mask_prob, max_length)
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         tok, mlm = _load_mlm(Path(model_dir), seed)
-        examples = _TextExamples(tok, _check_texts(texts), _max_length(tok, max_length))
+        examples = _TextExamples(tok, check_texts(texts), _max_length(tok, max_length))
         return _eval_loss(mlm, _fixed_batch(examples, (tok, mask_prob), batch_size, seed))
 
 
@@ -249,8 +249,8 @@ def mlm_pretrain(model_dir: str | os.PathLike, texts: Sequence[str], *, steps: i
     ``max_length``: tokens per text (capped at the model's); ``num_threads``: torch threads while
     training (None: leave as is)."""
     _check_mlm_args(steps, batch_size, lr, mask_prob, max_length)
-    texts = _check_texts(texts)
-    with _torch_threads(num_threads):
+    texts = check_texts(texts)
+    with torch_threads(num_threads):
         return _pretrain(Path(model_dir), "mlm",
                          lambda tok, config: _TextExamples(tok, texts, _max_length(tok, max_length)),
                          steps, batch_size, lr, mask_prob, seed, show_progress,
@@ -304,7 +304,7 @@ def _pretrain(model_dir: Path, objective: str, make_examples: Callable[..., "_Te
     mlm.eval()
     loss_after = _eval_loss(mlm, fixed)
     seconds = time.perf_counter() - start
-    spec = _read_spec(model_dir)
+    spec = read_spec(model_dir)
     spec.setdefault(objective, []).append({
         "steps": steps, "batch_size": batch_size, "lr": lr, "mask_prob": mask_prob, **record,
         "seed": seed, "loss_before": loss_before, "loss_after": loss_after,
@@ -317,7 +317,7 @@ def _pretrain(model_dir: Path, objective: str, make_examples: Callable[..., "_Te
         for item in model_dir.iterdir():
             if item.name not in ("config.json", "model.safetensors", HEAD_FILE, SPEC_FILE):
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
-        with _quiet_transformers():
+        with quiet_transformers():
             mlm.base_model.save_pretrained(tmp)
         save_file(_head_state(mlm), tmp / HEAD_FILE)
         write_json(tmp / SPEC_FILE, spec)
@@ -365,7 +365,7 @@ def translation_pairs(data: Union["ParallelDataset", "RetrievalBenchmark"],
     return [texts for texts in out if len(texts) >= 2]
 
 
-def _check_parallel(parallel_texts: Sequence[Sequence[str]]) -> list[list[str]]:
+def check_parallel(parallel_texts: Sequence[Sequence[str]]) -> list[list[str]]:
     """Translation sets with at least two non-empty texts each (others dropped)."""
     if isinstance(parallel_texts, str) or not isinstance(parallel_texts, Sequence):
         raise DataError("parallel_texts must be a list of lists of translations, e.g. "
@@ -389,9 +389,9 @@ def tlm_loss(model_dir: str | os.PathLike, parallel_texts: Sequence[Sequence[str
     """Masked-LM loss (nats per masked token) on a fixed, seeded batch of translation pairs,
     both sentences masked (the batch :func:`tlm_pretrain` reports its losses on)."""
     _check_mlm_args(0, batch_size, 1.0, mask_prob, max_length)
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         tok, mlm = _load_mlm(Path(model_dir), seed)
-        examples = _PairExamples(tok, _check_parallel(parallel_texts), _max_length(tok, max_length),
+        examples = _PairExamples(tok, check_parallel(parallel_texts), _max_length(tok, max_length),
                                  mlm.base_model.config)
         return _eval_loss(mlm, _fixed_batch(examples, (tok, mask_prob), batch_size, seed))
 
@@ -408,8 +408,8 @@ def tlm_pretrain(model_dir: str | os.PathLike, parallel_texts: Sequence[Sequence
     :func:`mlm_pretrain` saved. Saves like :func:`mlm_pretrain` and appends its record to the
     spec file's ``"tlm"`` list. Seeded and deterministic on CPU."""
     _check_mlm_args(steps, batch_size, lr, mask_prob, max_length)
-    items = _check_parallel(parallel_texts)
-    with _torch_threads(num_threads):
+    items = check_parallel(parallel_texts)
+    with torch_threads(num_threads):
         return _pretrain(Path(model_dir), "tlm",
                          lambda tok, config: _PairExamples(tok, items, _max_length(tok, max_length), config),
                          steps, batch_size, lr, mask_prob, seed, show_progress,
@@ -433,15 +433,15 @@ def tlm_context_losses(model_dir: str | os.PathLike, parallel_texts: Sequence[Se
     per item (seeded); ``mask_prob`` of ``b``'s tokens (at least one) are replaced by the mask
     token, never ``a``'s. Pairs longer than the model's input are left out. Also returns
     ``"n_pairs"`` and ``"n_masked"``."""
-    items = _check_parallel(parallel_texts)
+    items = check_parallel(parallel_texts)
     if len(items) < 2:
         raise DataError("tlm_context_losses needs at least two items (one serves as unrelated context).")
     if not 0 < mask_prob < 1:
         raise ConfigError(f"mask_prob must be between 0 and 1 (exclusive), got {mask_prob!r}.")
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         tok, mlm = _load_mlm(Path(model_dir), seed)
         mlm.eval()
-        gen = torch.Generator().manual_seed(seed + _EVAL_SEED_OFFSET)
+        gen = torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET)
         limit = tok.model_max_length
         inputs: dict[str, list[dict[str, list[int]]]] = {"translation": [], "unrelated": [], "none": []}
         labels: dict[str, list[list[int]]] = {key: [] for key in inputs}

@@ -45,7 +45,7 @@ _BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _ARCH_DEFAULTS = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
                   "max_position": 160}
 _MLM_OPTIONS = ("batch_size", "lr", "mask_prob", "max_length")
-_EVAL_SEED_OFFSET = 7919  # the fixed evaluation batch masks with seed + this, apart from training
+EVAL_SEED_OFFSET = 7919  # the fixed evaluation batch masks with seed + this, apart from training
 _MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
@@ -56,7 +56,8 @@ def _kind(kind: str) -> str:
     return KINDS[kind]
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """The non-empty strings of ``texts`` (a DataError for a bare string or when none is left)."""
     if isinstance(texts, str):
         raise DataError("texts must be a list of strings, got a single string. Wrap it in a list.")
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
@@ -66,7 +67,7 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load reports and weight-loading bars for our own loads."""
     from transformers.utils import logging as hf_logging
 
@@ -82,7 +83,7 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
     """Run with ``n`` intra-op threads (restored after). Tiny matrices gain nothing from
     threads, and on a shared CPU oversubscribed threads make them ~10x slower."""
     before = torch.get_num_threads()
@@ -206,7 +207,7 @@ def train_tokenizer(texts: Sequence[str], kind: str, out_dir: str | os.PathLike,
     from transformers import AutoTokenizer, BertTokenizerFast, XLMRobertaTokenizerFast
 
     kind = _kind(kind)
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 50:
         raise ConfigError(f"vocab_size must be an integer >= 50, got {vocab_size!r}.")
     if kind == "xlmr":
@@ -268,7 +269,8 @@ def _check_arch(arch: Mapping[str, object]) -> dict[str, int]:
     return out
 
 
-def _read_spec(model_dir: Path) -> dict:
+def read_spec(model_dir: Path) -> dict:
+    """The tiny model's build record (``SPEC_FILE``) in ``model_dir``; {} when absent."""
     path = model_dir / SPEC_FILE
     try:
         return json.loads(path.read_text()) if path.exists() else {}
@@ -313,7 +315,7 @@ def build_tiny_model(kind: str, out_dir: str | os.PathLike, tokenizer_dir_or_tok
     old_max, tok.model_max_length = tok.model_max_length, arch["max_position"]
     tok.save_pretrained(out_dir)
     tok.model_max_length = old_max
-    with _quiet_transformers():
+    with quiet_transformers():
         model.save_pretrained(out_dir)
     write_json(out_dir / ENCODER_CONFIG_FILE, {"pooling": "mean" if kind == "xlmr" else "pooler"})
     write_json(out_dir / SPEC_FILE, {"format": _FORMAT, "kind": kind, "arch": arch, "seed": seed,
@@ -323,7 +325,7 @@ def build_tiny_model(kind: str, out_dir: str | os.PathLike, tokenizer_dir_or_tok
 
 
 _PRETRAINING = ("mlm_pretrain", "mlm_loss", "translation_pairs", "tlm_pretrain", "tlm_loss", "tlm_context_losses",
-                "_check_parallel")
+                "check_parallel")
 
 
 def __getattr__(name: str):
@@ -386,10 +388,10 @@ def make_tiny_model(kind: str, out_dir: str | os.PathLike, texts: Sequence[str],
     When ``out_dir`` already holds a complete model built with the same request (kind, sizes,
     seed, steps and the same texts), it is reused as is. The folder is replaced atomically.
     """
-    from hbkit.models.pretraining import _check_parallel, mlm_pretrain, tlm_pretrain
+    from hbkit.models.pretraining import check_parallel, mlm_pretrain, tlm_pretrain
 
     kind = _kind(kind)
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     arch = _check_arch(arch)
     options = _check_options(mlm_options, "mlm_options")
     mlm_steps = _check_steps(mlm_steps, "mlm_steps")
@@ -402,12 +404,12 @@ def make_tiny_model(kind: str, out_dir: str | os.PathLike, texts: Sequence[str],
         if parallel_texts is None:
             raise ConfigError("tlm_steps > 0 needs parallel_texts: lists of translations, e.g. "
                               "translation_pairs(make_demo_world().train).")
-        items = _check_parallel(parallel_texts)
+        items = check_parallel(parallel_texts)
         request.update(tlm_steps=tlm_steps, tlm_options=_check_options(tlm_options, "tlm_options"),
                        n_parallel=len(items), parallel_sha256=_digest(items))
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists():
-        spec = _read_spec(out_dir)
+        spec = read_spec(out_dir)
         if _complete(out_dir) and spec.get("request") == request:
             return out_dir
         if any(out_dir.iterdir()) and not (out_dir / SPEC_FILE).exists():
@@ -421,7 +423,7 @@ def make_tiny_model(kind: str, out_dir: str | os.PathLike, texts: Sequence[str],
         if tlm_steps:
             tlm_pretrain(tmp, items, steps=tlm_steps, seed=seed, show_progress=show_progress,
                          **request["tlm_options"])
-        spec = _read_spec(tmp)
+        spec = read_spec(tmp)
         spec["request"] = request
         write_json(tmp / SPEC_FILE, spec)
     return out_dir
