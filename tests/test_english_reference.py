@@ -145,6 +145,21 @@ def test_reference_evaluation_of_a_model_as_released(reference_profile):
     assert ex.REFERENCE not in set(collected.strategy) and len(collected) == len(zs)
 
 
+def test_beside_published_skips_a_model_it_cannot_evaluate_and_says_why(reference_profile, tmp_path):
+    profile, out, n_images = reference_profile
+    prof = PROFILES[profile]
+    prof["english_reference"]["models"].append("albef-missing")
+    prof.setdefault("model_settings", {})["albef-missing"] = {"checkpoint": str(tmp_path / "no-such.pth")}
+    table, note = er.beside_published(profile, str(out), show_progress=False)
+    assert table is not None and table.empty  # the toy file is no whole Karpathy test split
+    assert "No rows on flickr30k-1k / coco-5k" in note
+    assert "Not evaluated: albef-missing: " in note and "no-such.pth" in note
+    assert (er.reference_config(profile, "tiny-albef", str(out)).run_dir / "results.csv").exists()
+    assert er.beside_published("test-image", str(out)) == (None, "Profile 'test-image' evaluates no released "
+                                                            "checkpoint on Flickr30K/COCO (no english_reference "
+                                                            "block): the published table alone.")
+
+
 def test_reference_errors(reference_profile):
     profile, out, _ = reference_profile
     with pytest.raises(UnknownModelError, match="'tiny-clip' is not among the english_reference models of "

@@ -13,7 +13,8 @@ with an ``english_reference`` block::
 monolingual setting only (English captions, both directions, ITC and ITC + ITM rows), into
 ``runs/<model>/english-reference/seed0-<id>/``; :func:`collect_reference` gathers those rows
 (they stay out of the strategy comparison's ``results.csv``), and
-:func:`hbkit.kit.image_report.albef_vs_published` sets them beside the published table.
+:func:`hbkit.kit.image_report.albef_vs_published` sets them beside the published table
+(:func:`beside_published` does all three, skipping a model whose data is missing with the reason).
 
 The released checkpoints were fine-tuned on Karpathy's train splits, which share no image with
 the test splits, and never on this profile's training data: the profile's leak guard does not
@@ -30,7 +31,7 @@ from hbkit.kit import experiment as ex
 from hbkit.kit.profiles import get_profile
 
 __all__ = ["reference_models", "reference_checkpoints", "reference_config", "evaluate_reference",
-           "collect_reference"]
+           "collect_reference", "beside_published"]
 
 #: The reference evaluation's settings: monolingual only, the way ALBEF reports retrieval.
 REFERENCE_EVALUATION = {"cross_lingual": False, "caption_setting": False}
@@ -97,3 +98,29 @@ def collect_reference(output_dir: str, profile: str) -> pd.DataFrame:
         raise DataError(f"No English reference evaluation of profile {profile!r} under {output_dir}: run "
                         "evaluate_reference(profile, model) for its models first (notebook 11 does).")
     return pd.concat(frames, ignore_index=True)
+
+
+def beside_published(profile: str, output_dir: str = "runs", show_progress: bool | None = None
+                     ) -> tuple[pd.DataFrame | None, str]:
+    """Evaluate (or read) every reference model of ``profile`` and set the rows beside ALBEF's paper:
+    (:func:`hbkit.kit.image_report.albef_vs_published` table or None, a note). A model whose data or
+    checkpoint is missing is skipped, and the note says which and why (the error names the fix),
+    so that the comparison notebook still shows everything else."""
+    from hbkit.errors import HbkitError
+    from hbkit.kit.image_report import albef_vs_published
+
+    models = reference_models(profile)
+    if not models:
+        return None, (f"Profile {profile!r} evaluates no released checkpoint on Flickr30K/COCO (no english_reference "
+                      "block): the published table alone.")
+    frames, skipped = [], []
+    for m in models:
+        try:
+            frames.append(evaluate_reference(profile, m, output_dir, show_progress=show_progress))
+        except HbkitError as exc:
+            skipped.append(f"{m}: {exc}")
+    note = "" if not skipped else "Not evaluated: " + " | ".join(skipped)
+    if not frames:
+        return None, note
+    table = albef_vs_published(pd.concat(frames, ignore_index=True), reference_checkpoints(profile))
+    return table, " ".join(x for x in (table.attrs.get("note", ""), note) if x)
