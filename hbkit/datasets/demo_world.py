@@ -5,7 +5,8 @@ This is a TOY. Its "languages" are synthetic languages labelled with real ISO co
 language's script and its own word order, but none of it is real English, Russian or
 Arabic. Numbers computed on it show the mechanics of the kit, never the paper's results.
 
-How the world is built (all from one seed, pure Python):
+How the world is built (all from one seed, pure Python; the shared toy-language machinery
+of syllables, scripts, grammars and seeded streams is :mod:`hbkit.datasets.toy_language`):
 
 - A latent syllable inventory (12 consonants x 5 vowels). Each writing system renders
   a syllable with its own characters, so different scripts share no characters.
@@ -35,101 +36,20 @@ Test entities have unseen names (new syllable combinations), so this must genera
 """
 from __future__ import annotations
 
-import hashlib
-import random
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from hbkit.benchmark import Candidate, Query, RetrievalBenchmark
 from hbkit.config import check_seed
-from hbkit.errors import ConfigError, UnknownLanguageError
+from hbkit.datasets.toy_language import (COGNATE_SHARE, DEFAULT_TRAIN_LANGUAGES, DEMO_LANGUAGES, GRAMMARS,
+                                         check_langs, check_size, random_word, render, render_year, seeded_rng)
+from hbkit.errors import ConfigError
 from hbkit.languages import LANGUAGES, check_language, script_of
 from hbkit.parallel import ParallelDataset, ParallelItem
 
 __all__ = ["DemoEntity", "DemoWorld", "make_demo_world", "DEMO_LANGUAGES", "DEFAULT_TRAIN_LANGUAGES",
            "ATTRIBUTES"]
-
-# --------------------------------------------------------------------------- scripts
-
-_N_CONS, _N_VOW = 12, 5
-_N_SYL = _N_CONS * _N_VOW
-_LATIN_C, _LATIN_V = "ktmnsrlpdbgh", "aeiou"
-
-#: Script -> (consonant characters, vowel characters, vowels written before the consonant).
-_SCRIPT_TABLES: dict[str, tuple[Sequence[str], Sequence[str], frozenset[int]]] = {
-    "Latin": (_LATIN_C, _LATIN_V, frozenset()),
-    "Cyrillic": ("ктмнсрлпдбгх", "аеиоу", frozenset()),
-    "Greek": ("κτμνσρλπδβγχ", "αειου", frozenset()),
-    # a e i o u as alef, alef maksura, yeh, oe, waw; p as peh (U+067E)
-    "Arabic": (["\u0643", "\u062a", "\u0645", "\u0646", "\u0633", "\u0631", "\u0644", "\u067e", "\u062f",
-                "\u0628", "\u063a", "\u0647"], ["\u0627", "\u0649", "\u064a", "\u06c6", "\u0648"], frozenset()),
-    "Devanagari": ("कतमनसरलपदबगह", ["\u093e", "\u0947", "\u093f", "\u094b", "\u0941"], frozenset()),
-    "Thai": ("กตมนสรลปดบคห", ["\u0e32", "\u0e40", "\u0e34", "\u0e42", "\u0e38"], frozenset({1, 3})),
-}
-#: Han renders each syllable with one transliteration character (k/t/m/n/s/r/l/p/d/b/g/h x a/e/i/o/u).
-_HAN = ("卡凯基科库" "塔特提托图" "马梅米莫穆" "纳内尼诺努" "萨塞西索苏" "拉雷里罗鲁"
-        "兰莱利洛卢" "帕佩皮波普" "达德迪多杜" "巴贝比博布" "加格吉戈古" "哈赫希霍胡")
-_CASED = frozenset({"Latin", "Cyrillic", "Greek"})
-_DIGITS = {"Arabic": "٠١٢٣٤٥٦٧٨٩", "Devanagari": "०१२३४५६७८९"}  # others: ASCII digits
-_NAME_JOINER = {"Han": "·"}  # given and family name; others: a space
-
-
-def _render(syllables: Sequence[int], script: str, capital: bool = False) -> str:
-    """Write a latent syllable sequence in ``script``."""
-    if script == "Han":
-        return "".join(_HAN[s] for s in syllables)
-    cons, vows, pre = _SCRIPT_TABLES[script]
-    out = []
-    for s in syllables:
-        c, v = divmod(s, _N_VOW)
-        out.append(vows[v] + cons[c] if v in pre else cons[c] + vows[v])
-    word = "".join(out)
-    return word[:1].upper() + word[1:] if capital and script in _CASED else word
-
-
-def _render_year(year: int, script: str) -> str:
-    digits = _DIGITS.get(script)
-    return "".join(digits[int(d)] for d in str(year)) if digits else str(year)
-
-
-# --------------------------------------------------------------------------- grammars
-
-
-@dataclass(frozen=True)
-class _Grammar:
-    """Word order of one toy language.
-
-    Slots: S subject (name), V verb, O object (value with its adposition), A auxiliary,
-    W question phrase, P question particle.
-    """
-
-    decl: str
-    question: str
-    postpositions: bool = False
-    which_after_noun: bool = False
-    end: str = "."
-    qend: str = "?"
-    cognate_ending: str | None = None  # Latin-script languages only
-
-
-_GRAMMARS: dict[str, _Grammar] = {
-    "en": _Grammar("S A V O", "W A S V", cognate_ending=""),
-    "es": _Grammar("S V O", "W V S", cognate_ending="o"),
-    "de": _Grammar("S A O V", "W A S V", cognate_ending="en"),
-    "fr": _Grammar("S V O", "W P S V", cognate_ending="e"),
-    "tr": _Grammar("S O V", "S W V P", postpositions=True, cognate_ending="i"),
-    "vi": _Grammar("S V O", "S V W", which_after_noun=True, cognate_ending=""),
-    "ru": _Grammar("S V O", "W S V"),
-    "el": _Grammar("S V O", "W V S", qend=";"),
-    "ar": _Grammar("V S O", "W V S", qend="؟"),
-    "hi": _Grammar("S O V A", "S W V A", postpositions=True, end="।"),
-    "th": _Grammar("S V O", "S V W P", which_after_noun=True),
-    "zh": _Grammar("S O V", "S W V", end="。", qend="？"),
-}
-#: Languages the demo world can render (a subset of :data:`hbkit.languages.LANGUAGES`).
-DEMO_LANGUAGES: tuple[str, ...] = tuple(sorted(_GRAMMARS))
-DEFAULT_TRAIN_LANGUAGES: tuple[str, ...] = ("en", "es", "de", "ru", "ar", "hi")
 
 # --------------------------------------------------------------------------- concepts
 
@@ -158,17 +78,6 @@ _FUNCTION_WORDS = ("aux", "qpart", "in_place", "in_time", "as", "where", "when",
                    "indeed")
 _CONTENT_WORDS = ("born", "live", "work", "enjoy", "own", "city", "year", "job", "pastime", "animal")
 _FILLERS = ("also", "indeed")
-_COGNATE_SHARE = 0.4
-
-
-def _rng(seed: int, *key: object) -> random.Random:
-    """An independent, platform-stable random stream for ``(seed, *key)``."""
-    digest = hashlib.sha256(repr((seed,) + key).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def _word(rng: random.Random, lo: int, hi: int) -> tuple[int, ...]:
-    return tuple(rng.randrange(_N_SYL) for _ in range(rng.randint(lo, hi)))
 
 
 def _concepts() -> list[tuple[str, int, int]]:
@@ -181,18 +90,18 @@ def _concepts() -> list[tuple[str, int, int]]:
 
 def _build_lexicon(seed: int, lang: str, protos: dict[str, tuple[int, ...]]) -> dict[str, str]:
     """concept -> word of one language (lower case, in its script)."""
-    grammar, script = _GRAMMARS[lang], script_of(lang)
-    rng = _rng(seed, "lexicon", lang)
+    grammar, script = GRAMMARS[lang], script_of(lang)
+    rng = seeded_rng(seed, "lexicon", lang)
     lexicon: dict[str, str] = {}
     used: set[str] = set()
     for concept, lo, hi in _concepts():
-        own = _render(_word(rng, lo, hi), script)
+        own = render(random_word(rng, lo, hi), script)
         if concept in protos and grammar.cognate_ending is not None:
-            cognate = _render(protos[concept], script) + grammar.cognate_ending
+            cognate = render(protos[concept], script) + grammar.cognate_ending
             if cognate not in used:
                 own = cognate
         while own in used:
-            own = _render(_word(rng, lo, hi), script)
+            own = render(random_word(rng, lo, hi), script)
         used.add(own)
         lexicon[concept] = own
     return lexicon
@@ -200,10 +109,10 @@ def _build_lexicon(seed: int, lang: str, protos: dict[str, tuple[int, ...]]) -> 
 
 def _cognate_protos(seed: int) -> dict[str, tuple[int, ...]]:
     """Shared stems of the content words that are cognates across the Latin-script languages."""
-    rng = _rng(seed, "cognates")
+    rng = seeded_rng(seed, "cognates")
     protos: dict[str, tuple[int, ...]] = {}
     for concept, lo, hi in _concepts():
-        stem, is_cognate = _word(rng, max(lo, 2), hi), rng.random() < _COGNATE_SHARE
+        stem, is_cognate = random_word(rng, max(lo, 2), hi), rng.random() < COGNATE_SHARE
         if is_cognate and concept not in _FUNCTION_WORDS:
             protos[concept] = stem
     return protos
@@ -233,11 +142,11 @@ class DemoEntity:
 def _make_entities(seed: int, sizes: dict[str, int],
                    per_entity: int) -> tuple[list[DemoEntity], list[tuple[int, ...]]]:
     """The entities of all splits (unique family names) and the latent city names."""
-    rng = _rng(seed, "entities")
-    city_rng = _rng(seed, "cities")
+    rng = seeded_rng(seed, "entities")
+    city_rng = seeded_rng(seed, "cities")
     cities: list[tuple[int, ...]] = []
     while len(cities) < _N_CITIES:
-        form = _word(city_rng, 2, 3)
+        form = random_word(city_rng, 2, 3)
         if form not in cities:
             cities.append(form)
     families: set[tuple[int, ...]] = set(cities)
@@ -245,11 +154,11 @@ def _make_entities(seed: int, sizes: dict[str, int],
     index = 0
     for split, n in sizes.items():
         for _ in range(n):
-            given = _word(rng, 2, 2)
-            family = _word(rng, 2, 3)
+            given = random_word(rng, 2, 2)
+            family = random_word(rng, 2, 3)
             tries = 0
             while family in families:
-                family, tries = _word(rng, 2, 3), tries + 1
+                family, tries = random_word(rng, 2, 3), tries + 1
                 if tries > 10_000:
                     raise ConfigError("Too many demo entities for the name inventory; use fewer than 100,000.")
             families.add(family)
@@ -269,25 +178,27 @@ def _make_entities(seed: int, sizes: dict[str, int],
 
 # --------------------------------------------------------------------------- sentences
 
+_NAME_JOINER = {"Han": "·"}  # given and family name; others: a space
+
 
 class _Renderer:
     """Writes names, sentences and questions of one language."""
 
     def __init__(self, seed: int, lang: str, lexicon: dict[str, str], cities: list[tuple[int, ...]]) -> None:
-        self.lang, self.script, self.grammar, self.lex = lang, script_of(lang), _GRAMMARS[lang], lexicon
-        self.cities = [_render(c, self.script, capital=True) for c in cities]
-        self.rng = _rng(seed, "surface", lang)
+        self.lang, self.script, self.grammar, self.lex = lang, script_of(lang), GRAMMARS[lang], lexicon
+        self.cities = [render(c, self.script, capital=True) for c in cities]
+        self.rng = seeded_rng(seed, "surface", lang)
 
     def name(self, e: DemoEntity) -> str:
         joiner = _NAME_JOINER.get(self.script, " ")
-        return _render(e.given, self.script, True) + joiner + _render(e.family, self.script, True)
+        return render(e.given, self.script, True) + joiner + render(e.family, self.script, True)
 
     def value(self, key: str) -> str:
         kind, _, v = key.partition(":")
         if kind == "city":
             return self.cities[int(v)]
         if kind == "year":
-            return _render_year(int(v), self.script)
+            return render_year(int(v), self.script)
         return self.lex[key]
 
     def _adp_phrase(self, adp: str | None, phrase: list[str]) -> list[str]:
@@ -416,28 +327,6 @@ class DemoWorld:
         }
 
 
-def _check_size(name: str, value: object, lo: int = 1, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
-        raise ConfigError(f"{name} must be an integer {bound}, got {value!r}.")
-    return value
-
-
-def _check_langs(codes: Iterable[str] | None, default: Sequence[str], what: str) -> tuple[str, ...]:
-    if codes is None:
-        return tuple(default)
-    if isinstance(codes, str):
-        raise ConfigError(f"{what} must be a list of language codes such as ['en', 'ru'], got the string {codes!r}.")
-    codes = tuple(check_language(code, where=what) for code in codes)
-    for code in codes:
-        if code not in _GRAMMARS:
-            raise UnknownLanguageError(f"Language {code!r} is not available in the demo world ({what}). "
-                                       f"Use some of: {', '.join(DEMO_LANGUAGES)}.")
-    if len(set(codes)) != len(codes):
-        raise ConfigError(f"{what} lists a language twice: {list(codes)}. List each code once.")
-    return codes
-
-
 def make_demo_world(seed: int = 0, languages: Iterable[str] | None = None,
                     eval_only_languages: Iterable[str] = ("el",), n_train_entities: int = 400,
                     n_val_entities: int = 100, n_test_entities: int = 80,
@@ -455,8 +344,8 @@ def make_demo_world(seed: int = 0, languages: Iterable[str] | None = None,
     """
     start = time.perf_counter()
     seed = check_seed(seed)
-    train_langs = _check_langs(languages, DEFAULT_TRAIN_LANGUAGES, "languages")
-    eval_only = _check_langs(eval_only_languages, (), "eval_only_languages")
+    train_langs = check_langs(languages, DEFAULT_TRAIN_LANGUAGES, "languages")
+    eval_only = check_langs(eval_only_languages, (), "eval_only_languages")
     if len(train_langs) < 2:
         raise ConfigError(f"The demo world needs at least 2 training languages, got {list(train_langs)}. "
                           "Pass languages=['en', 'ru', ...] with two or more codes.")
@@ -464,10 +353,10 @@ def make_demo_world(seed: int = 0, languages: Iterable[str] | None = None,
     if overlap:
         raise ConfigError(f"{overlap} are both training and eval-only languages; remove them from one of "
                           "`languages` or `eval_only_languages`.")
-    sizes = {"train": _check_size("n_train_entities", n_train_entities),
-             "validation": _check_size("n_val_entities", n_val_entities),
-             "test": _check_size("n_test_entities", n_test_entities)}
-    per_entity = _check_size("attributes_per_entity", attributes_per_entity, 2, len(ATTRIBUTES))
+    sizes = {"train": check_size("n_train_entities", n_train_entities),
+             "validation": check_size("n_val_entities", n_val_entities),
+             "test": check_size("n_test_entities", n_test_entities)}
+    per_entity = check_size("attributes_per_entity", attributes_per_entity, 2, len(ATTRIBUTES))
 
     all_langs = train_langs + eval_only
     entities, cities = _make_entities(seed, sizes, per_entity)

@@ -233,7 +233,9 @@ def _jsonl_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield where, row
 
 
-def _text_cell(value: Any, where: str, column: str, context: str) -> str:
+def text_cell(value: Any, where: str, column: str, context: str) -> str:
+    """A table cell as text (returned as is); a DataError naming ``where`` and ``column`` for a value
+    that is not text or is empty (None and NaN count as empty)."""
     if value is None or (isinstance(value, float) and value != value):  # None or NaN
         value = ""
     if not isinstance(value, str):
@@ -301,8 +303,8 @@ def read_parallel_file(path: str | os.PathLike, *, name: str | None = None, lang
         lang = check_language(lang.strip() if isinstance(lang, str) else lang, where=where)
         context = f" (group {group!r}, language {lang!r})"
         if kind == IMAGE:
-            query = _text_cell(row.get("caption"), where, "caption", context)
-            key = _text_cell(row.get("image"), where, "image", context)
+            query = text_cell(row.get("caption"), where, "caption", context)
+            key = text_cell(row.get("image"), where, "image", context)
             first = images.setdefault(group, (key, where))
             if first[0] != key:
                 raise DataError(f"{where}: group {group!r} names the image {key!r}, but {first[1]} names "
@@ -310,8 +312,8 @@ def read_parallel_file(path: str | os.PathLike, *, name: str | None = None, lang
                                 "its own group id.")
             item = ParallelItem(group, lang, query, ImageRef(key))
         else:
-            query = _text_cell(row.get("query"), where, "query", context)
-            positive = _text_cell(row.get("positive"), where, "positive", context)
+            query = text_cell(row.get("query"), where, "query", context)
+            positive = text_cell(row.get("positive"), where, "positive", context)
             negative = row.get("negative")
             if negative is None or (isinstance(negative, float) and negative != negative) or (
                     isinstance(negative, str) and not negative.strip()):

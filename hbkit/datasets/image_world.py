@@ -16,7 +16,7 @@ How the world is built (all from one seed; numpy and Pillow only):
   its whole scene by a small integer offset (up to ``image_size // 32`` pixels). There are
   4 x 7 x 2 x 3 x 5 = 840 attribute tuples; every image has its own tuple, so train and test
   images never share an id or a tuple (test scenes are unseen *combinations*).
-- Captions reuse the demo world's machinery: syllables rendered per script, per-language
+- Captions reuse the demo world's machinery (:mod:`.toy_language`): syllables rendered per script, per-language
   word order and punctuation, cognate stems across the Latin-script languages, digits
   written per script. Each language also has its own adjective order, adjective position
   (before or after the noun), order of the two position words, a plural suffix and (some)
@@ -45,9 +45,9 @@ import numpy as np
 from PIL import Image
 
 from hbkit.benchmark import RetrievalBenchmark
-from hbkit.datasets.demo_world import (_COGNATE_SHARE, _GRAMMARS, DEFAULT_TRAIN_LANGUAGES, _check_langs,
-                                       _check_size, _CASED, _render, _render_year, _rng, _word)
 from hbkit.datasets.images import ImageCaptionSet
+from hbkit.datasets.toy_language import (CASED, COGNATE_SHARE, DEFAULT_TRAIN_LANGUAGES, GRAMMARS, check_langs,
+                                         check_size, random_word, render, render_year, seeded_rng)
 from hbkit.config import check_seed
 from hbkit.engine.atomic import atomic_path
 from hbkit.errors import ConfigError, DataError
@@ -119,7 +119,7 @@ def render_scene(shape: str, colour: str, size: str, count: int, position: str, 
     whole scene by (dx, dy) pixels.
     """
     _check_attrs(shape, colour, size, count, position)
-    s = _check_size("image_size", image_size, 16, 1024)
+    s = check_size("image_size", image_size, 16, 1024)
     img = np.empty((s, s, 3), dtype=np.uint8)
     img[:] = BACKGROUND
     ys, xs = np.mgrid[0:s, 0:s].astype(np.float64) + 0.5
@@ -180,21 +180,21 @@ _CONCEPTS: tuple[tuple[str, int, int, bool], ...] = (
 
 def _image_lexicon(seed: int, lang: str) -> dict[str, str]:
     """concept -> word of one language (lower case, its script); ``"plural"`` is a noun suffix."""
-    grammar, script = _GRAMMARS[lang], script_of(lang)
-    proto_rng, rng = _rng(seed, "image-cognates"), _rng(seed, "image-lexicon", lang)
-    lexicon: dict[str, str] = {"plural": _render(_word(rng, 1, 1), script)}
+    grammar, script = GRAMMARS[lang], script_of(lang)
+    proto_rng, rng = seeded_rng(seed, "image-cognates"), seeded_rng(seed, "image-lexicon", lang)
+    lexicon: dict[str, str] = {"plural": render(random_word(rng, 1, 1), script)}
     used = {lexicon["plural"]}
     for key, lo, hi, may_share in _CONCEPTS:
-        stem, shared = _word(proto_rng, max(lo, 2), hi), proto_rng.random() < _COGNATE_SHARE
-        own = _render(_word(rng, lo, hi), script)
+        stem, shared = random_word(proto_rng, max(lo, 2), hi), proto_rng.random() < COGNATE_SHARE
+        own = render(random_word(rng, lo, hi), script)
         if may_share and shared and grammar.cognate_ending is not None:
-            cognate = _render(stem, script) + grammar.cognate_ending
+            cognate = render(stem, script) + grammar.cognate_ending
             if cognate not in used:
                 own = cognate
         noun = key.startswith("shape:")
         # words and plural nouns stay unique, so a caption names each concept unambiguously
         while own in used or own + lexicon["plural"] in used:
-            own = _render(_word(rng, lo, hi), script)
+            own = render(random_word(rng, lo, hi), script)
         used |= {own, own + lexicon["plural"]} if noun else {own}
         lexicon[key] = own
     return lexicon
@@ -204,14 +204,14 @@ class _CaptionWriter:
     """Writes the captions of one language."""
 
     def __init__(self, seed: int, lang: str) -> None:
-        self.lang, self.script, self.grammar = lang, script_of(lang), _GRAMMARS[lang]
+        self.lang, self.script, self.grammar = lang, script_of(lang), GRAMMARS[lang]
         self.after, self.size_first, self.vert_first, self.article = _STYLE[lang]
         self.lex = _image_lexicon(seed, lang)
-        self.rng = _rng(seed, "image-captions", lang)
+        self.rng = seeded_rng(seed, "image-captions", lang)
 
     def _np(self, sc: Scene, digits: bool, swapped: bool) -> list[str]:
         lex = self.lex
-        count = _render_year(sc.count, self.script) if digits else lex[f"count:{sc.count}"]
+        count = render_year(sc.count, self.script) if digits else lex[f"count:{sc.count}"]
         noun = lex[f"shape:{sc.shape}"] + (lex["plural"] if sc.count > 1 else "")
         adjs = [lex[f"size:{sc.size}"], lex[f"colour:{sc.colour}"]]
         if self.size_first == swapped:
@@ -228,7 +228,7 @@ class _CaptionWriter:
 
     def _sentence(self, words: list[str]) -> str:
         text = " ".join(words)
-        if self.script in _CASED:
+        if self.script in CASED:
             text = text[:1].upper() + text[1:]
         return text + self.grammar.end
 
@@ -387,15 +387,15 @@ def make_image_world(seed: int = 0, n_train_images: int = 500, n_test_images: in
         eval_only_languages: languages only in the benchmark (default el); must not overlap.
     """
     seed = check_seed(seed)
-    n_train = _check_size("n_train_images", n_train_images)
-    n_test = _check_size("n_test_images", n_test_images)
+    n_train = check_size("n_train_images", n_train_images)
+    n_test = check_size("n_test_images", n_test_images)
     if n_train + n_test > N_SCENES:
         raise ConfigError(f"The image world has {N_SCENES} distinct scenes; n_train_images + n_test_images = "
                           f"{n_train + n_test}. Ask for fewer images.")
-    size = _check_size("image_size", image_size, 16, 1024)
-    k = _check_size("captions_per_language", captions_per_language, 1, N_TEMPLATES)
-    train_langs = _check_langs(languages, DEFAULT_TRAIN_LANGUAGES, "languages")
-    eval_only = _check_langs(eval_only_languages, (), "eval_only_languages")
+    size = check_size("image_size", image_size, 16, 1024)
+    k = check_size("captions_per_language", captions_per_language, 1, N_TEMPLATES)
+    train_langs = check_langs(languages, DEFAULT_TRAIN_LANGUAGES, "languages")
+    eval_only = check_langs(eval_only_languages, (), "eval_only_languages")
     if len(train_langs) < 2:
         raise ConfigError(f"The image world needs at least 2 training languages, got {list(train_langs)}.")
     overlap = sorted(set(train_langs) & set(eval_only))
@@ -404,7 +404,7 @@ def make_image_world(seed: int = 0, n_train_images: int = 500, n_test_images: in
     all_langs = train_langs + eval_only
 
     tuples = list(itertools.product(SHAPES, COLOURS, SIZES, COUNTS, POSITIONS))
-    rng = _rng(seed, "image-scenes")
+    rng = seeded_rng(seed, "image-scenes")
     rng.shuffle(tuples)
     jitter = size // 32
     scenes: list[Scene] = []

@@ -52,7 +52,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from hbkit.datasets.files import _text_cell
+from hbkit.datasets.files import text_cell
 from hbkit.datasets.lines import brief, check_count, is_gzip, iter_lines, open_binary
 from hbkit.errors import ConfigError, DataError, UnknownLanguageError
 from hbkit.languages import LANGUAGES, check_languages
@@ -272,9 +272,9 @@ def _row_triples(path: Path) -> Iterator[tuple[str, str | None, str, str, str]]:
         else:
             q, p, n = _tsv_fields(line, 3, where, "query, positive, negative")
             rid = None
-        q = _text_cell(q, where, "query", "")
-        p = _text_cell(p, where, "positive", "")
-        yield where, rid, q, p, _text_cell(n, where, "negative", "")
+        q = text_cell(q, where, "query", "")
+        p = text_cell(p, where, "positive", "")
+        yield where, rid, q, p, text_cell(n, where, "negative", "")
 
 
 def _mmarco_by_rows(paths: dict[str, Path], langs: list[str], max_groups: int | None,
