@@ -43,7 +43,7 @@ SMALL = dict(patch_size=8, vision_width=64, vision_depth=2, vision_heads=2, hidd
              fusion_layers=2, num_heads=2, intermediate_size=128, embed_dim=64, vocab_size=800, max_length=30)
 
 
-def training(model: ALBEFModel, world, args, work: Path) -> None:
+def training(model: ALBEFModel, world, args, work: Path) -> str:
     sampler = make_sampler("hybrid", [world.train], args.batch_size, alpha=0.5, seed=0)
     collate = model.collator()
     lookup = {}
@@ -75,10 +75,11 @@ def training(model: ALBEFModel, world, args, work: Path) -> None:
           f"{args.steps} steps (median after 3): {step * 1000:.0f} ms = {args.batch_size / step:.1f} pairs/s")
     if args.device.startswith("cuda"):
         print(f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    return trainer.precision
 
 
 @torch.no_grad()
-def rerank(model: ALBEFModel, world, args) -> None:
+def rerank(model: ALBEFModel, world, args, precision: str) -> None:
     bench = world.benchmark
     texts = [q.text for q in bench.queries if q.modality == "text"][:256]
     images = [c.image for c in bench.candidates if c.modality == "image"][:64]
@@ -90,14 +91,14 @@ def rerank(model: ALBEFModel, world, args) -> None:
     index = torch.randint(len(images), (args.pairs,), generator=g)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     runs = []
-    with autocast(torch.device(args.device), args.precision if args.precision != "auto" else "fp32"):
+    with autocast(torch.device(args.device), precision):  # the precision the trainer chose
         for _ in range(3):
             sync()
             t0 = time.perf_counter()
             model.itm_scores(pairs, tokens, image_index=index)
             sync()
             runs.append(time.perf_counter() - t0)
-    print(f"ITM re-ranking, {args.pairs} pairs in chunks of {model.settings.rescore_batch} "
+    print(f"ITM re-ranking, {args.pairs} pairs in chunks of {model.settings.rescore_batch}, {precision} "
           f"(median of 3): {args.pairs / statistics.median(runs):.0f} pairs/s")
 
 
@@ -111,6 +112,8 @@ def main() -> None:
     ap.add_argument("--precision", default="bf16", help="bf16, fp16, fp32 or auto")
     ap.add_argument("--small", action="store_true", help="tiny widths and 32 px: checks the script on CPU")
     args = ap.parse_args()
+    if args.steps < 5:
+        ap.error(f"--steps must be at least 5 (3 warm-up steps, then timed ones), got {args.steps}")
     sizes = dict(SMALL, image_res=32) if args.small else dict(FULL, image_res=args.image_res)
     if args.small:
         args.pairs = min(args.pairs, 512)
@@ -123,8 +126,8 @@ def main() -> None:
         model = ALBEFModel.load(folder, image_root=world.image_root)
         n = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(f"ALBEF {sizes['image_res']} px, patch {sizes['patch_size']}, {n / 1e6:.1f} M trainable parameters")
-        training(model, world, args, work)
-        rerank(model, world, args)
+        precision = training(model, world, args, work)
+        rerank(model, world, args, precision)
 
 
 if __name__ == "__main__":

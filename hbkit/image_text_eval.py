@@ -35,8 +35,9 @@ needs shared embeddings (each caption query equal to its candidate twin, each im
 its candidate — what :func:`evaluate_image_text` gives a model whose text embedding does not
 depend on ``kind``) and one image per caption; otherwise the text→image rows take a second pass.
 A poor model, whose relevant items spread over the ranking, leaves too many cells to extract
-(above :data:`hbkit.block_scan.SPARSE_FRACTION` of a block; the scan is in :mod:`hbkit.block_scan`): the ranks are then bucketed as in :mod:`hbkit.metrics`
-(same values; about 4× slower for an uninformative model). Cross-lingual rows (ranks within
+(above :data:`~hbkit.block_scan.SPARSE_FRACTION` of a block): the ranks are then bucketed as in
+:mod:`hbkit.metrics` (same values; about 4× slower for an uninformative model). The scan itself
+is :mod:`hbkit.block_scan`. Cross-lingual rows (ranks within
 each language by per-row thresholds) and caption→caption rows cost one caption × caption block
 per caption query: cheap for XTD10, about 72× the image pass for all of Crossmodal-3600
 (``caption_queries`` samples the latter).
@@ -239,7 +240,7 @@ def evaluate_image_text_embeddings(bench: RetrievalBenchmark, query_emb, cand_em
         emb = q[torch.from_numpy(q_img)]
         t2i = None if plan is None else TextToImageRanks(pool, emb, *plan, step)
         img = scan_blocks(pool, emb, pool.relevant(bench, q_img), step, "image queries", show, on_block=t2i,
-                    hit_ks=hks, k=k, ddof=ddof)
+                          hit_ks=hks, k=k, ddof=ddof)
     if rescore is not None:
         rows += _rescored_rows(bench, q, c, [(a, b) for a, b in ((q_cap, c_img), (q_img, c_cap)) if len(a) and len(b)],
                                hks, rescore, int(rescore_k), meta)
@@ -269,8 +270,8 @@ def evaluate_image_text_embeddings(bench: RetrievalBenchmark, query_emb, cand_em
         for ql in sorted(set(q_langs) - {""}):
             sel = q_cap[q_langs == ql]
             rel = pool.relevant(bench, sel, drop_code=pool.langs.index(ql) if ql in pool.langs else None)
-            res = scan_blocks(pool, q[torch.from_numpy(sel)], rel, step, f"cross-lingual {ql}", show, pooled=False,
-                        group_ks=(1,))
+            res = scan_blocks(pool, q[torch.from_numpy(sel)], rel, step, f"cross-lingual {ql}", show,
+                              pooled=False, group_ks=(1,))
             for g, cl in enumerate(pool.langs):
                 if cl != ql:
                     rows += _mean_rows(keys, ev.TEXT_TO_TEXT, ev.CROSS_LINGUAL, ql, cl,
@@ -283,8 +284,8 @@ def evaluate_image_text_embeddings(bench: RetrievalBenchmark, query_emb, cand_em
         langs = [bench.candidates[j].lang for j in pool.ids]
         rel = pad_relevant(lb.caption_relevance([bench.candidates[j].xids for j in pool.ids], langs, qpos))
         qp = torch.from_numpy(qpos)
-        res = scan_blocks(pool, pool.emb if caption_queries is None else pool.emb[qp], rel, step, "caption queries", show,
-                    exclude=qp, k=k, ddof=ddof)
+        res = scan_blocks(pool, pool.emb if caption_queries is None else pool.emb[qp], rel, step, "caption queries",
+                          show, exclude=qp, k=k, ddof=ddof)
         own = pool.codes[qp].numpy()
         res["mAP"] = res["AP"]
         res[f"own_language_top{k}_share"] = np.where(own < L, res["shares"][np.arange(len(qpos)), own.clip(max=L - 1)],

@@ -467,7 +467,8 @@ def caption_relevance(xids: Sequence[Sequence[str]], langs: Sequence[str | None]
     return out
 
 
-def bias_rows(keys: dict, query_lang: str, res: PooledBias, sel: np.ndarray, metrics: Sequence[str]) -> list[dict]:
+def bias_rows(keys: dict, query_lang: str, res: PooledBias, sel: np.ndarray,
+              metrics: Sequence[str]) -> list[dict]:
     """Tidy result rows (``keys`` + query_lang, metric, value, n_queries) of the queries ``sel`` of ``res``:
     the mean of each of ``metrics`` and the top-k shares per language with their max − min."""
     rows = []

@@ -56,15 +56,40 @@ def test_albef_json_and_karpathy_json_read_to_the_same_set(tmp_path):
 def test_the_whole_test_split_takes_the_published_name_and_a_training_file_merges_per_image(tmp_path):
     names = [f"{10_000 + i}.jpg" for i in range(1000)]
     _images(tmp_path / "img", names)
-    full = read_karpathy("flickr30k", _albef_file(tmp_path / "t.json", names, per_image=1), images=tmp_path / "img")
+    full = read_karpathy("flickr30k", _albef_file(tmp_path / "flickr30k_test.json", names, per_image=1),
+                         images=tmp_path / "img")
     assert full.name == "flickr30k-1k" and len(full.ids) == 1000
-    sub = read_karpathy("flickr30k", tmp_path / "t.json", images=tmp_path / "img", max_images=10)
+    sub = read_karpathy("flickr30k", tmp_path / "flickr30k_test.json", images=tmp_path / "img", max_images=10)
     assert sub.name == "flickr30k-test-10" and len(sub.ids) == 10
     train = [{"image": f"x/{names[0]}", "caption": "one", "image_id": "a"},
              {"image": f"x/{names[0]}", "caption": "two", "image_id": "a"}]
     (tmp_path / "train.json").write_text(json.dumps(train))
     merged = read_karpathy("flickr30k", tmp_path / "train.json", images=tmp_path / "img")
-    assert merged.captions["en"] == (("one", "two"),)
+    assert merged.captions["en"] == (("one", "two"),) and merged.name == "flickr30k-train-1"
+
+
+def test_default_folders_and_karpathy_coco_json(tmp_path, monkeypatch):
+    from hbkit.datasets import karpathy
+
+    names = [f"{100 + i}.jpg" for i in range(4)]
+    _images(tmp_path / "data" / "flickr30k-images", names)
+    (tmp_path / "data" / "karpathy").mkdir()
+    _albef_file(tmp_path / "data" / "karpathy" / "flickr30k_test.json", names)
+    monkeypatch.setenv("HBKIT_DATA", str(tmp_path / "data"))
+    found = read_karpathy("flickr30k")  # no path, no images: $HBKIT_DATA/karpathy and flickr30k-images
+    assert found.ids == tuple(names) and found.name == "flickr30k-test-4"
+    coco = [f"COCO_val2014_{i:012d}.jpg" for i in range(1, 4)]
+    _images(tmp_path / "data" / "coco" / "val2014", coco)
+    kp = {"images": [{"filepath": "val2014", "filename": n, "split": "test",
+                      "sentences": [{"raw": f"cap {i} {k}"} for k in range(5 + i)]} for i, n in enumerate(coco)]}
+    (tmp_path / "data" / "karpathy" / "dataset_coco.json").write_text(json.dumps(kp))
+    monkeypatch.setitem(karpathy.KARPATHY_SETS["coco"], "images", 3)
+    got = read_karpathy("coco")
+    assert got.name == "coco-5k" and [len(c) for c in got.captions["en"]] == [5, 6, 7]  # 5 to 7 captions
+    assert got.images[0].key.endswith("val2014/COCO_val2014_000000000001.jpg")
+    val = tmp_path / "coco_karpathy_val.json"
+    val.write_text(json.dumps([{"image": f"val2014/{n}", "caption": ["a"]} for n in coco]))
+    assert read_karpathy("coco", val).name == "coco-val-3"  # never "the 5K test"
 
 
 def test_karpathy_errors_name_the_problem(tmp_path):
@@ -131,11 +156,9 @@ def test_reference_evaluation_of_a_model_as_released(reference_profile):
     pooled = pooled.set_index(key).value.sort_index()
     common = mono.index.intersection(pooled.index)
     assert len(common) and np.allclose(mono[common], pooled[common])  # one language: pooled = monolingual
-    hit10 = df[(df.metric == "hit@10") & (df.direction == TEXT_TO_IMAGE)].value
-    assert ((hit10 >= 0) & (hit10 <= 1)).all() and hit10.nunique() >= 1
     recorded = json.loads((run.run_dir / "evaluation.json").read_text())
     assert recorded["leak_guard"] == [{"evaluation": f"flickr30k-test-{n_images}", "checked": False,
-                                       "why": "a released checkpoint, not trained on this profile's data"}]
+                                       "why": ex.NO_LEAK_GUARD}]
     cached = er.evaluate_reference(profile, "tiny-albef", str(out), show_progress=False)
     pd.testing.assert_frame_equal(cached, df, check_dtype=False)
     pd.testing.assert_frame_equal(er.collect_reference(str(out), profile), cached)
@@ -148,16 +171,43 @@ def test_reference_evaluation_of_a_model_as_released(reference_profile):
 def test_beside_published_skips_a_model_it_cannot_evaluate_and_says_why(reference_profile, tmp_path):
     profile, out, n_images = reference_profile
     prof = PROFILES[profile]
-    prof["english_reference"]["models"].append("albef-missing")
-    prof.setdefault("model_settings", {})["albef-missing"] = {"checkpoint": str(tmp_path / "no-such.pth")}
+    # a released checkpoint whose test images are missing: refused on the data, before any download
+    prof["english_reference"]["models"].append("albef-flickr30k-english")
+    prof["english_reference"]["benchmarks"].append(
+        {"kind": "flickr30k", "path": prof["english_reference"]["benchmarks"][0]["path"],
+         "images": str(tmp_path / "empty"), "models": ["albef-flickr30k-english"]})
+    (tmp_path / "empty").mkdir()
+    prof.setdefault("model_settings", {})["albef-flickr30k-english"] = {"checkpoint": "albef-flickr30k"}
     table, note = er.beside_published(profile, str(out), show_progress=False)
-    assert table is not None and table.empty  # the toy file is no whole Karpathy test split
-    assert "No rows on flickr30k-1k / coco-5k" in note
-    assert "Not evaluated: albef-missing: " in note and "no-such.pth" in note
-    assert (er.reference_config(profile, "tiny-albef", str(out)).run_dir / "results.csv").exists()
+    assert table is None
+    assert "tiny-albef: its checkpoint 'tiny-albef' is not a released ALBEF checkpoint" in note
+    assert f"albef-flickr30k-english: flickr30k-test-{n_images}: {n_images} of its {n_images} images are missing" \
+        in note
+    assert not (er.reference_config(profile, "tiny-albef", str(out)).run_dir / "results.csv").exists()
     assert er.beside_published("test-image", str(out)) == (None, "Profile 'test-image' evaluates no released "
                                                             "checkpoint on Flickr30K/COCO (no english_reference "
                                                             "block): the published table alone.")
+
+
+def test_a_whole_test_split_is_set_beside_the_paper(reference_profile, monkeypatch):
+    from hbkit.datasets import karpathy
+
+    profile, out, n_images = reference_profile
+    monkeypatch.setitem(karpathy.KARPATHY_SETS["flickr30k"], "images", n_images)  # the toy set as "the 1K test"
+    df = er.evaluate_reference(profile, "tiny-albef", str(out), show_progress=False)
+    assert set(df.benchmark) == {"flickr30k-1k"}
+    table = image_report.albef_vs_published(df, {"tiny-albef": "albef-flickr30k"})
+    assert len(table) == 12 and set(table.scoring) == {"ITC", "ITC+ITM"}  # TR/IR @1/5/10, both scorings
+    mono = df[(df.setting == MONOLINGUAL)].set_index(["model", "direction", "metric"]).value
+    row = table[(table.scoring == "ITC+ITM") & (table.metric == "TR@1")].iloc[0]
+    assert row.ours == pytest.approx(100 * mono[("tiny-albef", IMAGE_TO_TEXT, "hit@1")])
+    row = table[(table.scoring == "ITC") & (table.metric == "IR@5")].iloc[0]
+    assert row.ours == pytest.approx(100 * mono[("tiny-albef-itc", TEXT_TO_IMAGE, "hit@5")])
+    pub = image_report.albef_published()
+    expected = pub[(pub.pretraining == "14M") & (pub.setting == "fine-tuned") & (pub.dataset == "Flickr30K 1K test")
+                   & (pub.metric == "IR@5")].value.item()
+    assert row.setting == "fine-tuned" and row.published == expected
+    assert row["diff"] == pytest.approx(row.ours - expected)
 
 
 def test_reference_errors(reference_profile):

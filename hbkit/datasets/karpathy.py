@@ -1,7 +1,8 @@
 """Flickr30K 1K and COCO 5K test: the English retrieval test sets of Karpathy's splits.
 
 ALBEF (and CLIP, BLIP, ...) report English image–text retrieval on these two sets: 1,000
-Flickr30K images and 5,000 COCO val2014 images of Karpathy & Fei-Fei's split, five captions each.
+Flickr30K images (5 captions each) and 5,000 COCO val2014 images (5 to 7 captions each, 25,010 in
+all) of Karpathy & Fei-Fei's split.
 :func:`read_karpathy` reads either annotation format in use:
 
 - **ALBEF / LAVIS retrieval JSON** (``flickr30k_test.json``, ``coco_test.json``,
@@ -18,10 +19,13 @@ tokenizer). Images are looked up in ``images=`` by file name or image id
 request, see :data:`~hbkit.datasets.images.FLICKR30K_HOW_TO_GET`) or a COCO folder with
 ``val2014/`` (``images="download"`` fetches COCO's val2014).
 
-When no ``path`` is given, ``$HBKIT_DATA/flickr30k`` / ``$HBKIT_DATA/coco-karpathy`` is used if it
-exists, else LAVIS's test annotation file is downloaded (no published digest: its shape is
-checked instead). The benchmark names are ``flickr30k-1k`` and ``coco-5k``, the names under which
-ALBEF's published numbers are set beside a run (:func:`hbkit.kit.image_report.albef_vs_published`).
+When no ``path`` is given, the annotation file is looked for in ``$HBKIT_DATA/karpathy`` (the names
+in :data:`KARPATHY_SETS`), else LAVIS's test file is downloaded (no published digest: its shape is
+checked instead). Images are looked for in ``$HBKIT_DATA/flickr30k-images`` or
+``$HBKIT_DATA/flickr30k``, and ``$HBKIT_DATA/coco``, unless ``images=`` names the folder.
+
+The benchmark names are ``flickr30k-1k`` and ``coco-5k``, the names under which ALBEF's published
+numbers are set beside a run (:func:`hbkit.kit.image_report.albef_vs_published`).
 """
 from __future__ import annotations
 
@@ -35,17 +39,20 @@ from hbkit.datasets.images import (COCO_HOW_TO_GET, FLICKR30K_HOW_TO_GET, ImageC
                                    image_folder)
 from hbkit.errors import ConfigError, DataError
 
-__all__ = ["KARPATHY_SETS", "read_karpathy", "load_karpathy", "download_karpathy"]
+#: ``$HBKIT_DATA/karpathy``: where annotation files are looked for when no path is given.
+LOCAL_DIR = "karpathy"
+
+__all__ = ["KARPATHY_SETS", "LOCAL_DIR", "read_karpathy", "load_karpathy", "download_karpathy"]
 
 _LAVIS = "https://storage.googleapis.com/sfr-vision-language-research/datasets/"
-#: dataset -> (benchmark name, $HBKIT_DATA folder, file names looked for in a folder, LAVIS test file URL,
-#: expected test images, image folders looked for, how to get the images).
+#: dataset -> benchmark name of the whole test split, its number of images, the $HBKIT_DATA image folders looked
+#: for, the annotation file names looked for in a folder, LAVIS's test file URL, how to get the images.
 KARPATHY_SETS: dict[str, dict[str, Any]] = {
-    "flickr30k": {"name": "flickr30k-1k", "local": "flickr30k", "images": 1000, "image_dirs": ["flickr30k"],
-                  "files": ["flickr30k_test.json", "test.json", "dataset_flickr30k.json"],
+    "flickr30k": {"name": "flickr30k-1k", "images": 1000, "image_dirs": ["flickr30k-images", "flickr30k"],
+                  "files": ["flickr30k_test.json", "dataset_flickr30k.json"],
                   "url": _LAVIS + "flickr30k_test.json", "how_to_get": FLICKR30K_HOW_TO_GET},
-    "coco": {"name": "coco-5k", "local": "coco-karpathy", "images": 5000, "image_dirs": ["coco"],
-             "files": ["coco_test.json", "coco_karpathy_test.json", "test.json", "dataset_coco.json"],
+    "coco": {"name": "coco-5k", "images": 5000, "image_dirs": ["coco"],
+             "files": ["coco_test.json", "coco_karpathy_test.json", "dataset_coco.json"],
              "url": _LAVIS + "coco_karpathy_test.json", "how_to_get": COCO_HOW_TO_GET},
 }
 
@@ -70,10 +77,9 @@ def _find_file(dataset: str, path: str | os.PathLike | None) -> Path:
     if path is None:
         from hbkit.datasets.sources import local_dir
 
-        root = local_dir(spec["local"])
-        if root is None:
-            return download_karpathy(dataset)
-        path = root
+        root = local_dir(LOCAL_DIR)
+        found = [root / f for f in spec["files"] if root is not None and (root / f).is_file()]
+        return found[0] if found else download_karpathy(dataset)
     file = Path(os.path.expandvars(os.fspath(path))).expanduser()
     if file.is_dir():
         found = [file / f for f in spec["files"] if (file / f).is_file()]
@@ -87,8 +93,9 @@ def _find_file(dataset: str, path: str | os.PathLike | None) -> Path:
     return file
 
 
-def _entries(file: Path, data: Any, split: str) -> list[tuple[str, list[str]]]:
-    """(image file, captions) per image, in file order."""
+def _entries(file: Path, data: Any, split: str) -> tuple[list[tuple[str, list[str]]], str]:
+    """(image file, captions) per image, in file order, and the split they are: Karpathy's JSON says it;
+    an ALBEF/LAVIS file holds one split, named in its file name (``flickr30k_test.json``: "test")."""
     merged: dict[str, list[str]] = {}
     if isinstance(data, dict) and isinstance(data.get("images"), list):  # Karpathy's dataset JSON
         for i, img in enumerate(data["images"]):
@@ -102,6 +109,7 @@ def _entries(file: Path, data: Any, split: str) -> list[tuple[str, list[str]]]:
         if not merged:
             splits = sorted({str(img.get("split")) for img in data["images"] if isinstance(img, dict)})
             raise DataError(f"{file}: no image in split {split!r}; the file has {splits}. Pass split= one of them.")
+        file_split = split
     elif isinstance(data, list):  # ALBEF / LAVIS retrieval JSON
         for i, entry in enumerate(data):
             if not isinstance(entry, dict) or "image" not in entry or "caption" not in entry:
@@ -109,13 +117,15 @@ def _entries(file: Path, data: Any, split: str) -> list[tuple[str, list[str]]]:
                                 "list of {\"image\": ..., \"caption\": [...]} entries.")
             caps = entry["caption"] if isinstance(entry["caption"], list) else [entry["caption"]]
             merged.setdefault(str(entry["image"]), []).extend(str(c).strip() for c in caps)
+        stem = file.stem.lower()
+        file_split = next((w for w in ("test", "val", "train") if w in stem), stem)
     else:
         raise DataError(f"{file}: neither an ALBEF/LAVIS retrieval JSON (a list of image entries) nor Karpathy's "
                         "dataset JSON (an object with 'images').")
     for name, caps in merged.items():
         if not caps or any(not c for c in caps):
             raise DataError(f"{file}: image {name!r} has an empty caption or none. Restore the file from its release.")
-    return list(merged.items())
+    return list(merged.items()), file_split
 
 
 def read_karpathy(dataset: str, path: str | os.PathLike | None = None, *, split: str = "test",
@@ -125,8 +135,9 @@ def read_karpathy(dataset: str, path: str | os.PathLike | None = None, *, split:
     """Read the Flickr30K (``dataset="flickr30k"``) or COCO (``"coco"``) Karpathy test set as an
     :class:`ImageCaptionSet` with English captions (layouts in the module doc).
 
-    ``split`` applies to Karpathy's dataset JSON (an ALBEF/LAVIS file holds one split). Ids are the
-    image file names without their folder. The set is named ``flickr30k-1k`` / ``coco-5k`` only
+    ``split`` applies to Karpathy's dataset JSON; an ALBEF/LAVIS file holds one split, which its file
+    name names (``flickr30k_test.json``, ``coco_karpathy_val.json``; otherwise the file stem stands for
+    it). Ids are the image file names without their folder. The set is named ``flickr30k-1k`` / ``coco-5k`` only
     when it is the whole test split of 1,000 / 5,000 images; otherwise (another split, another
     file, ``max_images``) ``<dataset>-<split>-<images>``, so that a subset is never set beside the
     published numbers.
@@ -144,7 +155,7 @@ def read_karpathy(dataset: str, path: str | os.PathLike | None = None, *, split:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{file} is not a readable JSON file ({exc}). Download it again.") from None
-    entries = _entries(file, data, split)
+    entries, file_split = _entries(file, data, split)
     files = [name for name, _ in entries]
     ids = [Path(name).name for name in files]
     if len(set(ids)) != len(ids):
@@ -152,7 +163,7 @@ def read_karpathy(dataset: str, path: str | os.PathLike | None = None, *, split:
     from hbkit.datasets.lines import check_count
 
     n = len(ids) if check_count("max_images", max_images) is None else min(max_images, len(ids))
-    name = spec["name"] if (split == "test" and n == spec["images"]) else f"{dataset}-{split}-{n}"
+    name = spec["name"] if (file_split == "test" and n == spec["images"]) else f"{dataset}-{file_split}-{n}"
     download = None
     if dataset == "coco":
         def download():

@@ -16,9 +16,11 @@ monolingual setting only (English captions, both directions, ITC and ITC + ITM r
 :func:`hbkit.kit.image_report.albef_vs_published` sets them beside the published table
 (:func:`beside_published` does all three, skipping a model whose data is missing with the reason).
 
-The released checkpoints were fine-tuned on Karpathy's train splits, which share no image with
-the test splits, and never on this profile's training data: the profile's leak guard does not
-apply to them, and their ``evaluation.json`` says so.
+No training happens in such a run, and each released checkpoint was fine-tuned on a Karpathy
+train split, which shares no image with the test splits; so the profile's leak guard (which
+compares the profile's training data with a benchmark) does not apply, and ``evaluation.json``
+says so. (The Flickr30K checkpoint's fine-tuning images are, in substance, Multi30K's training
+images: it is a reference for English Flickr30K only, never a zero-shot Multi30K model.)
 """
 from __future__ import annotations
 
@@ -113,8 +115,15 @@ def beside_published(profile: str, output_dir: str = "runs", show_progress: bool
     if not models:
         return None, (f"Profile {profile!r} evaluates no released checkpoint on Flickr30K/COCO (no english_reference "
                       "block): the published table alone.")
+    from hbkit.kit.image_report import ALBEF_RELEASES
+
     frames, skipped = [], []
-    for m in models:
+    checkpoints = reference_checkpoints(profile)
+    for m, ckpt in checkpoints.items():
+        if ckpt not in ALBEF_RELEASES:
+            skipped.append(f"{m}: its checkpoint {ckpt!r} is not a released ALBEF checkpoint, so ALBEF publishes no "
+                           f"number for it (name one of {', '.join(ALBEF_RELEASES)} in the profile's model_settings)")
+    for m in [m for m in models if checkpoints[m] in ALBEF_RELEASES]:
         try:
             frames.append(evaluate_reference(profile, m, output_dir, show_progress=show_progress))
         except HbkitError as exc:
@@ -122,5 +131,5 @@ def beside_published(profile: str, output_dir: str = "runs", show_progress: bool
     note = "" if not skipped else "Not evaluated: " + " | ".join(skipped)
     if not frames:
         return None, note
-    table = albef_vs_published(pd.concat(frames, ignore_index=True), reference_checkpoints(profile))
+    table = albef_vs_published(pd.concat(frames, ignore_index=True), checkpoints)
     return table, " ".join(x for x in (table.attrs.get("note", ""), note) if x)

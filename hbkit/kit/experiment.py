@@ -368,6 +368,9 @@ def evaluate(spec: RunSpec | RunConfig, show_progress: bool | None = None, force
 IMAGE_TEXT_OPTIONS = ("cross_lingual", "caption_setting", "k", "caption_query_sample", "rescore_k")
 #: Families whose runs are evaluated by :func:`hbkit.image_text_eval.evaluate_image_text`.
 IMAGE_TEXT_FAMILIES = ("clip", "albef")
+#: Why a released checkpoint's English reference evaluation runs without the profile's leak guard.
+NO_LEAK_GUARD = ("no training in this run: a released checkpoint evaluated as released, on a test split its own "
+                 "fine-tuning split shares no image with")
 #: Suffix of the model name of an ALBEF run's ITC-only rows (the first stage, without ITM re-scoring).
 ITC_ONLY = "-itc"
 
@@ -411,36 +414,38 @@ def evaluate_image_text_run(run: "RunConfig", out_dir: Path, show_progress: bool
     settings = {"family": family, "run_id": run.run_id, "benchmarks": run.data["benchmarks"], "options": options}
     if family == "albef":  # the ITM re-scoring: which scorings, how many candidates, which score
         settings["scorings"] = [name for name, _ in _scorings(run)]
-        settings["itm"] = {"rescore_k": run.encoder.get("rescore_k", 128), "itm_score": run.encoder.get("itm_score", "itm")}
+        settings["itm"] = {"rescore_k": run.encoder.get("rescore_k", 128),
+                           "itm_score": run.encoder.get("itm_score", "itm")}
     out = out_dir / "results.csv"
     recorded = out_dir / "evaluation.json"
     if recorded.exists() and json.loads(recorded.read_text()).get("settings") != json.loads(json.dumps(settings)):
         force = True  # other evaluation settings: the cached tables describe something else
     if out.exists() and not force:
         return read_results(out)
+    if zero_shot is None and not is_finished(out_dir):
+        notebook = "10_train_albef" if family == "albef" else "07_train_clip"
+        raise DataError(f"Run {out_dir} has not finished training. Run the training notebook "
+                        f"({notebook}) for it first, or `make replicate`, which resumes it.")
+    # the benchmarks first: missing data fails before a model is built (or a checkpoint downloaded)
+    benches = [(src, _benchmark(run, src)) for src in run.data["benchmarks"]]
+    model = None
     if zero_shot is None:
-        if not is_finished(out_dir):
-            notebook = "10_train_albef" if family == "albef" else "07_train_clip"
-            raise DataError(f"Run {out_dir} has not finished training. Run the training notebook "
-                            f"({notebook}) for it first, or `make replicate`, which resumes it.")
         model = load_model(out_dir / "model")
         model.image_root = image_root(run.profile, run.profile_dir)
-    else:
-        model = zero_shot()
     train_sets = training_data(run.profile, run.profile_dir)[0] if leak_guard else []
     strategy = run.label  # "zero-shot" / "english-reference" for a model evaluated as created
     frames, leaks = [], []
     out_dir.mkdir(parents=True, exist_ok=True)
-    for src in run.data["benchmarks"]:
-        bench = _benchmark(run, src)
+    for src, bench in benches:
         # a zero-shot model saw none of the training set, but its row must describe the same benchmarks
         record = check_leaks(train_sets, [(src, bench)])
-        leaks += record or [{"evaluation": bench.name, "checked": False,
-                             "why": "a released checkpoint, not trained on this profile's data"}]
+        leaks += record if leak_guard else [{"evaluation": bench.name, "checked": False, "why": NO_LEAK_GUARD}]
         part = out_dir / f"results_{bench.name}.csv"
         if part.exists() and not force:
             frames.append(read_results(part))
             continue
+        if model is None:
+            model = zero_shot()  # built once, when a benchmark needs it
         opts = _image_text_options(run, src, bench)
         df = pd.concat([evaluate_image_text(model, bench, meta={"model": name, "strategy": strategy, "seed": run.seed},
                                             show_progress=show_progress, **{**opts, **extra})

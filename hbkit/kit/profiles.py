@@ -18,8 +18,10 @@ Image–text (CLIP, ``"family": "clip"``):
 
 Image–text (ALBEF; models of the ALBEF family in the same kind of profile):
 
-- ``albef-colab``: ALBEF 4M, multilingual variant at 256 px, a Multi30K subset; one T4, about 3 hours.
-- ``albef-full``: all of Multi30K, 3 seeds, the four test sets, the feature-queue ablation — GPUs.
+- ``albef-colab``: ALBEF 4M, multilingual variant at 256 px, a Multi30K subset; one T4, about 3 hours;
+  the released Flickr30K checkpoint on Flickr30K 1K test as the English reference check.
+- ``albef-full``: all of Multi30K, 3 seeds, the four test sets, the feature-queue ablation, the English
+  reference check of the Flickr30K and COCO checkpoints — GPUs.
 - ``demo-image`` and ``test-image`` also hold a tiny ALBEF beside the tiny CLIPs.
 
 An ALBEF profile's ``english_reference`` block names released checkpoints to evaluate as released

@@ -89,8 +89,11 @@ class ALBEFRetrieval:
         ``image_tokens[image_index[i]]`` when ``image_index`` (n,) is given (a bank of each image's
         tokens once, gathered per chunk: the pairs' tokens are never stacked at once). Fusion runs in
         ``rescore_batch`` chunks."""
-        if image_index is not None and len(image_index) != len(states):
-            raise ConfigError(f"image_index has {len(image_index)} entries for {len(states)} captions: one per pair.")
+        if image_index is not None:
+            if len(image_index) != len(states):
+                raise ConfigError(f"image_index has {len(image_index)} entries for {len(states)} captions: one per "
+                                  "pair.")
+            image_index = image_index.to(image_tokens.device)  # a bank on the GPU is indexed there
         out = torch.empty(len(states))
         dev, step = self.device, self.settings.rescore_batch
         with self._eval():
@@ -111,12 +114,23 @@ class ALBEFRetrieval:
             out = out + itc.float()
         return out
 
+    def _token_bank(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The image-token bank where the fusion runs: on the GPU when it takes under half its free
+        memory (no copy per chunk), else on the CPU (each chunk's rows gathered and copied)."""
+        dev = self.device
+        if dev.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(dev)
+            if tokens.numel() * tokens.element_size() < free // 2:
+                return tokens.to(dev)
+        return tokens
+
     def rescore(self, bench) -> Any:
         """The engine's re-scoring hook: ``fn(query indices (b,), candidate indices (b, k)) -> ITM
         scores (b, k)`` for image–caption pairs of ``bench``; None when ``rescore_k`` is 0.
 
-        Text states and image tokens are computed once per item, on first use, and kept (on CPU: for
-        ViT-B/16 at 384 px about 1.8 MB per image, 9 GB for COCO 5K; the pairs gather them per chunk)."""
+        Text states and image tokens are computed once per item, on first use, and kept: image tokens
+        in one bank (ViT-B/16 at 384 px: about 1.8 MB per image, 9 GB for COCO 5K) on the GPU when it
+        fits, else on the CPU; each fusion chunk gathers its pairs' rows from it."""
         if not self.rescore_k:
             return None
         items = {"q": bench.queries, "c": bench.candidates}
@@ -134,7 +148,7 @@ class ALBEFRetrieval:
             cache["text"] = {key: (st, f) for key, st, f in zip(text_keys, states, tfeat)}
             refs = list(image_keys)
             tokens, ifeat = self.image_tokens(refs, show_progress=False)
-            cache["tokens"] = tokens  # (n_images, T, vw): each image's tokens once
+            cache["tokens"] = self._token_bank(tokens)  # (n_images, T, vw): each image's tokens once
             cache["image"] = {key: (r, ifeat[r]) for r, ref in enumerate(refs) for key in image_keys[ref]}
 
         def fn(query_ids: torch.Tensor, cand_ids: torch.Tensor) -> torch.Tensor:
@@ -142,8 +156,9 @@ class ALBEFRetrieval:
                 build()
             b, k = cand_ids.shape
             states, rows, itc = [], [], []
-            for qi, row in zip(query_ids.tolist(), cand_ids.tolist()):
-                for cj in row:
+            plus_itc = self.settings.itm_score == "itm+itc"
+            for qi, cands in zip(query_ids.tolist(), cand_ids.tolist()):
+                for cj in cands:
                     q, c = ("q", qi), ("c", cj)
                     if q in cache["text"] and c in cache["image"]:
                         (st, tf), (row, imf) = cache["text"][q], cache["image"][c]
@@ -154,8 +169,9 @@ class ALBEFRetrieval:
                                         "image→image pair was given. Re-score the image–text settings.")
                     states.append(st)
                     rows.append(row)
-                    itc.append(float(tf @ imf))
-            return self.itm_scores(states, cache["tokens"], torch.tensor(itc),
+                    if plus_itc:
+                        itc.append(float(tf @ imf))
+            return self.itm_scores(states, cache["tokens"], torch.tensor(itc) if plus_itc else None,
                                    image_index=torch.tensor(rows, dtype=torch.long)).view(b, k)
 
         return fn
