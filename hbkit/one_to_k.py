@@ -23,7 +23,7 @@ import numpy as np
 
 from hbkit.errors import ConfigError
 from hbkit.parallel import PairRef, ParallelDataset
-from hbkit.samplers import ONE_TO_K, HybridBatchSampler, _Source
+from hbkit.samplers import ONE_TO_K, HybridBatchSampler, SamplingSource
 
 
 class OneToKBatchSampler(HybridBatchSampler):
@@ -73,10 +73,10 @@ class OneToKBatchSampler(HybridBatchSampler):
     def groups_per_batch(self) -> int:
         return self.batch_size // self.k
 
-    def _batch_class(self, src: _Source, is_xx: bool, xx_lang: int) -> int:
+    def _batch_class(self, src: SamplingSource, is_xx: bool, xx_lang: int) -> int:
         return src.xy_class + 1
 
-    def _pairs(self, src: _Source, cls: int, groups: np.ndarray, rng: np.random.Generator):
+    def _pairs(self, src: SamplingSource, cls: int, groups: np.ndarray, rng: np.random.Generator):
         refs = []
         for g in groups:
             langs = src.group_langs[g]

@@ -88,8 +88,9 @@ class Batch:
     language: str | None = None
 
 
-class _Source:
-    """Per-dataset lookup tables for sampling (training languages, eligibility)."""
+class SamplingSource:
+    """Per-dataset lookup tables for sampling (training languages, eligibility); samplers that subclass
+    :class:`HybridBatchSampler` receive it in their hooks."""
 
     def __init__(self, index: int, dataset: ParallelDataset, langs: list[str]) -> None:
         self.index = index
@@ -159,7 +160,7 @@ class _EpochPlan:
             return None
         return self._build(i, src, cls, groups, rng)
 
-    def _take_groups(self, src: _Source, cls: int, rng: np.random.Generator) -> np.ndarray:
+    def _take_groups(self, src: SamplingSource, cls: int, rng: np.random.Generator) -> np.ndarray:
         bsz = self.sampler.groups_per_batch
         perm, used, elig = self.perms[src.index], self.used[src.index], src.eligible[cls]
         ptr = int(self.ptr[src.index][cls])
@@ -184,7 +185,7 @@ class _EpochPlan:
         used[groups] = True
         return groups
 
-    def _build(self, i: int, src: _Source, cls: int, groups: np.ndarray, rng: np.random.Generator) -> Batch:
+    def _build(self, i: int, src: SamplingSource, cls: int, groups: np.ndarray, rng: np.random.Generator) -> Batch:
         s = self.sampler
         refs, mode, batch_lang = s._pairs(src, cls, groups, rng)
         if src.multi:
@@ -194,7 +195,7 @@ class _EpochPlan:
         return Batch(mine, mode, src.index, self.epoch * len(self) + i, self.epoch, batch_lang)
 
     @staticmethod
-    def _xx_xy_pairs(src: _Source, cls: int, groups: np.ndarray,
+    def _xx_xy_pairs(src: SamplingSource, cls: int, groups: np.ndarray,
                      rng: np.random.Generator) -> tuple[list[PairRef], str, str | None]:
         d = src.index
         gl = src.group_langs
@@ -219,7 +220,7 @@ class _EpochPlan:
 
 
     @staticmethod
-    def _pick_items(src: _Source, refs: list[PairRef], rng: np.random.Generator) -> list[PairRef]:
+    def _pick_items(src: SamplingSource, refs: list[PairRef], rng: np.random.Generator) -> list[PairRef]:
         """Draw, uniformly and after every other draw of the batch, which item of a (group, language)
         each pair uses (several captions per image and language). Datasets with one item per
         language never reach this, so their batches do not depend on it."""
@@ -282,7 +283,7 @@ class HybridBatchSampler:
                               "every process needs an equal slice: choose a multiple of world_size.")
         self.drop_last = bool(drop_last)
         self.datasets = datasets
-        self._sources = [_Source(i, ds, langs) for i, (ds, langs) in
+        self._sources = [SamplingSource(i, ds, langs) for i, (ds, langs) in
                          enumerate(zip(datasets, self._training_languages(datasets, languages)))]
         self._setup()
         self._validate_sizes()
@@ -302,11 +303,11 @@ class HybridBatchSampler:
         """Distinct groups per global batch (``batch_size`` here; fewer when a group brings several pairs)."""
         return self.batch_size
 
-    def _batch_class(self, src: _Source, is_xx: bool, xx_lang: int) -> int:
+    def _batch_class(self, src: SamplingSource, is_xx: bool, xx_lang: int) -> int:
         """The eligibility class of a batch: its X-X language, or the X-Y class."""
         return xx_lang if is_xx else src.xy_class
 
-    def _pairs(self, src: _Source, cls: int, groups: np.ndarray,
+    def _pairs(self, src: SamplingSource, cls: int, groups: np.ndarray,
                rng: np.random.Generator) -> tuple[list[PairRef], str, str | None]:
         """The batch's pairs, its mode and its single language (None unless X-X)."""
         return _EpochPlan._xx_xy_pairs(src, cls, groups, rng)
