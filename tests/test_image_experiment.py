@@ -221,3 +221,18 @@ def test_albef_profiles_name_checkpoints_variants_and_overlaps():
     assert full["model_settings"]["albef-4m-multilingual-queue"]["queue"] is True
     assert "not zero-shot" in full["description"]
     assert get_profile("albef-colab")["albef"]["net"]["image_res"] == 256
+
+
+def test_itm_evaluation_settings_stay_out_of_the_run_identity(tmp_path, monkeypatch):
+    prof = json.loads(json.dumps(PROFILES[PROFILE]))
+    prof["albef"] = {"rescore_k": 9, "itm_score": "itm+itc", "rescore_batch": 7}
+    monkeypatch.setitem(PROFILES, "rescored", prof)
+    base = _spec(tmp_path, model="tiny-albef", strategy="hybrid").resolve()
+    other = _spec(tmp_path, model="tiny-albef", strategy="hybrid", profile="rescored").resolve()
+    assert other.encoder["rescore_k"] == 9 and base.encoder["rescore_k"] == 4
+    assert base.run_id == other.run_id  # re-scoring more candidates retrains nothing
+    prof["albef"]["distill"] = False
+    assert _spec(tmp_path, model="tiny-albef", strategy="hybrid", profile="rescored").resolve().run_id != base.run_id
+    model = image_text.build_albef(PROFILE, base.profile_dir, "tiny-albef", base.encoder)
+    rescored = image_text.build_albef(PROFILE, base.profile_dir, "tiny-albef", other.encoder)
+    assert model.identity() == rescored.identity() and rescored.rescore_k == 9

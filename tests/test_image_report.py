@@ -301,3 +301,15 @@ def test_findings_table_and_model_comparison():
     assert only and all(x.startswith("tiny-clip-latin on image-world") for x in only)
     with pytest.raises(DataError, match="No rows of model 'nope'"):
         image_claims.findings_table(df, model="nope")
+
+
+def test_family_models_takes_trained_models_in_profile_order_and_says_when_a_family_is_missing():
+    df = results(models=(("tiny-albef", 0.0), ("tiny-albef-itc", 0.0), ("tiny-clip-latin", 0.0),
+                         ("tiny-clip", 0.0)))
+    zero_only = df[(df.model == "tiny-clip") & (df.strategy == "zero-shot")].assign(model="albef-4m-english")
+    pick = image_claims.family_models(pd.concat([df, zero_only]), "demo-image")
+    assert pick["clips"] == ["tiny-clip", "tiny-clip-latin"] and pick["albefs"] == ["tiny-albef"]  # profile order
+    assert (pick["clip"], pick["albef"]) == ("tiny-clip", "tiny-albef")  # not the zero-shot-only English ALBEF
+    alone = image_claims.family_models(df[df.model.str.startswith("tiny-albef")], "albef-colab")
+    assert alone["clip"] is None and alone["albef"] == "tiny-albef"
+    assert "has fine-tuned ALBEF runs (tiny-albef) but no CLIP run: the family comparison is skipped" in alone["note"]

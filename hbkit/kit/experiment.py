@@ -168,7 +168,10 @@ class RunConfig:
 
     def identity(self) -> dict:
         """What the run id hashes: model and its build recipe, encoder, training settings, data."""
-        return {"model": self.model, "assets": self.assets, "encoder": self.encoder,
+        from hbkit.models.albef import EVALUATION_ONLY
+
+        encoder = {k: v for k, v in self.encoder.items() if k not in EVALUATION_ONLY}  # e.g. ITM's rescore_k
+        return {"model": self.model, "assets": self.assets, "encoder": encoder,
                 "train": self.train.identity(), "data": self.data["train"],
                 "validation": self.data.get("validation")}
 
@@ -408,14 +411,17 @@ def evaluate_image_text_run(run: "RunConfig", out_dir: Path, show_progress: bool
     from hbkit.image_text_eval import evaluate_image_text
     from hbkit.kit.image_text import check_leaks, image_root
     from hbkit.models import load_model
+    from hbkit.models.albef import EVALUATION_ONLY
 
     options = {k: v for k, v in run.evaluation.items() if k in IMAGE_TEXT_OPTIONS}
     family = run.evaluation.get("family", "clip")
     settings = {"family": family, "run_id": run.run_id, "benchmarks": run.data["benchmarks"], "options": options}
     if family == "albef":  # the ITM re-scoring: which scorings, how many candidates, which score
         settings["scorings"] = [name for name, _ in _scorings(run)]
-        settings["itm"] = {"rescore_k": run.encoder.get("rescore_k", 128),
-                           "itm_score": run.encoder.get("itm_score", "itm")}
+        from hbkit.models.albef import ALBEFConfig
+
+        settings["itm"] = {"rescore_k": run.encoder.get("rescore_k", ALBEFConfig.rescore_k),
+                           "itm_score": run.encoder.get("itm_score", ALBEFConfig.itm_score)}
     out = out_dir / "results.csv"
     recorded = out_dir / "evaluation.json"
     if recorded.exists() and json.loads(recorded.read_text()).get("settings") != json.loads(json.dumps(settings)):
@@ -432,6 +438,8 @@ def evaluate_image_text_run(run: "RunConfig", out_dir: Path, show_progress: bool
     if zero_shot is None:
         model = load_model(out_dir / "model")
         model.image_root = image_root(run.profile, run.profile_dir)
+        for k in set(EVALUATION_ONLY) & set(run.encoder):  # today's evaluation settings, not the saved ones
+            setattr(model.settings, k, run.encoder[k])
     train_sets = training_data(run.profile, run.profile_dir)[0] if leak_guard else []
     strategy = run.label  # "zero-shot" / "english-reference" for a model evaluated as created
     frames, leaks = [], []

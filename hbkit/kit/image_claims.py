@@ -392,3 +392,32 @@ def strategy_agreement(df: pd.DataFrame, a: str, b: str, benchmark: str | None =
                 parts.append(f"they differ on {len(differ)} ({'; '.join(differ)})")
             sentences.append(f"On {bench}: " + ", and ".join(parts) + ".")
     return pd.DataFrame(rows), sentences
+
+
+def family_models(df: pd.DataFrame, profile: str) -> dict:
+    """The models notebook 11 compares: ``{"clips": [...], "albefs": [...], "clip": str | None,
+    "albef": str | None, "note": str}``. Only models with fine-tuned runs count (a zero-shot-only
+    baseline such as the English ALBEF does not), in the profile's model order; ``clip`` / ``albef``
+    are the first of each (for the toy, the CLIP trained on the ALBEF's caption mixture). ALBEF's
+    ITC-only rows (``<model>-itc``) are not separate models. The note names what is compared, or
+    which family is missing."""
+    from hbkit.kit.experiment import ITC_ONLY
+    from hbkit.kit.image_text import model_family
+    from hbkit.kit.profiles import get_profile
+
+    check_results(df)
+    trained = set(df.loc[df["strategy"].isin(TRAINED), "model"].astype(str))
+    order = list(get_profile(profile)["models"]) + sorted(trained)
+    models = [m for m in dict.fromkeys(order) if m in trained and not m.endswith(ITC_ONLY)]
+    clips = [m for m in models if model_family(m) == "clip"]
+    albefs = [m for m in models if model_family(m) == "albef"]
+    clip, albef = (clips or [None])[0], (albefs or [None])[0]
+    if clip and albef:
+        note = (f"Comparing CLIP {clip} with ALBEF {albef} (and its ITC-only rows, {albef}{ITC_ONLY}). "
+                f"CLIP models: {', '.join(clips)}; ALBEF models: {', '.join(albefs)}.")
+    else:
+        have, lack = ("ALBEF", "CLIP") if albef else ("CLIP", "ALBEF")
+        note = (f"Profile {profile!r} has fine-tuned {have} runs ({', '.join(clips or albefs) or 'none'}) but no "
+                f"{lack} run: the family comparison is skipped, the {have} results are shown alone. Add a {lack} "
+                "model to the profile to compare the families.")
+    return {"clips": clips, "albefs": albefs, "clip": clip, "albef": albef, "note": note}

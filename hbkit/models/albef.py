@@ -53,7 +53,7 @@ from hbkit.models.albef_text import ALBEFImageTransform, ALBEFTokenizer
 from hbkit.models.base import RetrievalModel
 from hbkit.models.images import ImageCache, ImageCaptionCollator
 
-__all__ = ["ALBEFConfig", "ALBEFModel", "CHECKPOINTS", "VARIANTS", "ITM_SCORES"]
+__all__ = ["ALBEFConfig", "ALBEFModel", "CHECKPOINTS", "VARIANTS", "ITM_SCORES", "EVALUATION_ONLY"]
 
 MODEL_FILE = "hbkit_model.json"
 NET_FILE = "albef_net.json"
@@ -65,6 +65,9 @@ _BASE = "https://storage.googleapis.com/sfr-pcl-data-research/ALBEF/"
 CHECKPOINTS = {"albef-4m": _BASE + "ALBEF_4M.pth", "albef-14m": _BASE + "ALBEF.pth",
                "albef-coco": _BASE + "mscoco.pth", "albef-flickr30k": _BASE + "flickr30k.pth"}
 TEMP_RANGE = (0.001, 0.5)
+#: Settings that change only how a trained model is evaluated (ITM re-scoring), not what it learns:
+#: outside a run's identity (the evaluation records them).
+EVALUATION_ONLY = ("rescore_k", "itm_score", "rescore_batch")
 
 
 @dataclass
@@ -332,7 +335,7 @@ class ALBEFModel(ALBEFRetrieval, RetrievalModel):
     def identity(self) -> dict:
         """What of the model changes a run's result: origin, variant, text init, architecture, settings."""
         s = self.settings.settings()
-        for k in ("image_root", "image_cache_mb", "rescore_batch"):
+        for k in ("image_root", "image_cache_mb") + EVALUATION_ONLY:
             s.pop(k)
         return {"family": "albef", **self.origin, "text_init": self.text_source, "tokenizer": self.tokenizer_source,
                 "add_sep": self.add_sep, "architecture": self.net.config.to_dict(), **s}
