@@ -192,8 +192,8 @@ def test_an_albef_run_trains_and_is_evaluated_with_itc_and_with_itm(tmp_path):
     assert set(itc.index) == set(itm.index)  # the same rows for both scorings
     mono = [k for k in itc.index if k[1] == "monolingual" and k[4] in ("mAP", "hit@1", "hit@5")]
     assert any(abs(itc[k] - itm[k]) > 1e-9 for k in mono), "ITM re-scoring changed no ranking"
-    hit10 = [k for k in mono if k[4] == "hit@5"]  # k = 4 re-scored: the top 5 holds the same candidates
-    assert all(itc[k] == pytest.approx(itm[k]) for k in hit10)
+    hit5 = [k for k in mono if k[4] == "hit@5"]  # k = 4 re-scored: the top 5 holds the same candidates
+    assert all(itc[k] == pytest.approx(itm[k]) for k in hit5)
     bias = [k for k in itc.index if k[4] == "MRV"]
     assert bias and all(itc[k] == pytest.approx(itm[k]) for k in bias)  # bias measures: first-stage scores
     recorded = json.loads((spec.run_dir / "evaluation.json").read_text())["settings"]
