@@ -341,7 +341,8 @@ class ALBEFModel(ALBEFRetrieval, RetrievalModel):
                 "add_sep": self.add_sep, "architecture": self.net.config.to_dict(), **s}
 
     def describe(self) -> dict:
-        return {**self.identity(), "image_root": self.image_root, "dim": self.dim,
+        evaluation = {k: getattr(self.settings, k) for k in EVALUATION_ONLY}
+        return {**self.identity(), **evaluation, "image_root": self.image_root, "dim": self.dim,
                 "load_report": None if self.load_report is None else asdict(self.load_report)}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
